@@ -15,7 +15,10 @@ import (
 //   - a topic starting with '$' is not matched by a filter starting with '+' or '#';
 //   - everything else is compared byte for byte, with no normalisation.
 //
-// An invalid filter (see [ValidFilter]) or an empty topic matches nothing. Shared
+// A filter with a misplaced wildcard ('#' not last, '+' or '#' inside a level) and an
+// empty filter or topic match nothing. The other limits of [ValidFilter] and
+// [ValidTopic] (NUL, length, wildcards in the topic) are not checked here: such bytes
+// are compared like any other, so stored binary topics stay matchable. Shared
 // subscription filters ("$share/group/filter") must be unwrapped with
 // [SplitSharedFilter] first.
 func MatchTopic(filter, topic string) bool {
@@ -102,14 +105,17 @@ func validName(s, what string) error {
 
 // SplitSharedFilter splits an MQTT 5.0 shared subscription filter
 // "$share/group/filter" into its group and filter. ok is false for a filter that is
-// not a shared subscription.
+// not a well-formed shared subscription (no "$share/" prefix, an empty group or
+// filter, or '+' or '#' in the group), and filter is then s unchanged.
 func SplitSharedFilter(s string) (group, filter string, ok bool) {
 	rest, found := strings.CutPrefix(s, "$share/")
 	if !found {
 		return "", s, false
 	}
 	group, filter, found = strings.Cut(rest, "/")
-	if !found || group == "" || filter == "" {
+	// MQTT 5.0 section 4.8.2: the ShareName must not contain '+' or '#' ('/' is
+	// excluded by the Cut).
+	if !found || group == "" || filter == "" || strings.ContainsAny(group, "+#") {
 		return "", s, false
 	}
 	return group, filter, true
