@@ -512,3 +512,63 @@ func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
 func Encode(dst []byte, p Packet, version byte) ([]byte, error) {
 	return encode(dst, p, version)
 }
+
+// Clone returns a deep copy of p that shares no memory with it, so a
+// decoded message can outlive the buffer it was read into or be modified
+// (for example its Dup flag or properties) per subscriber.
+func (p *Publish) Clone() *Publish {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Topic = strings.Clone(p.Topic)
+	c.Payload = cloneBytes(p.Payload)
+	c.Properties = p.Properties.Clone()
+	return &c
+}
+
+// Clone returns a deep copy of the properties: pointer fields point to new
+// values and slices are copied, so the copy can be changed independently.
+func (p Properties) Clone() Properties {
+	c := p
+	c.PayloadFormat = clonePtr(p.PayloadFormat)
+	c.MessageExpiry = clonePtr(p.MessageExpiry)
+	c.CorrelationData = cloneBytes(p.CorrelationData)
+	if p.SubscriptionIDs != nil {
+		c.SubscriptionIDs = append([]uint32(nil), p.SubscriptionIDs...)
+	}
+	c.SessionExpiry = clonePtr(p.SessionExpiry)
+	c.ServerKeepAlive = clonePtr(p.ServerKeepAlive)
+	c.AuthData = cloneBytes(p.AuthData)
+	c.RequestProblemInfo = clonePtr(p.RequestProblemInfo)
+	c.WillDelay = clonePtr(p.WillDelay)
+	c.RequestResponseInfo = clonePtr(p.RequestResponseInfo)
+	c.ReceiveMaximum = clonePtr(p.ReceiveMaximum)
+	c.TopicAliasMaximum = clonePtr(p.TopicAliasMaximum)
+	c.TopicAlias = clonePtr(p.TopicAlias)
+	c.MaximumQoS = clonePtr(p.MaximumQoS)
+	c.RetainAvailable = clonePtr(p.RetainAvailable)
+	if p.User != nil {
+		c.User = append([]UserProperty(nil), p.User...)
+	}
+	c.MaximumPacketSize = clonePtr(p.MaximumPacketSize)
+	c.WildcardSubAvailable = clonePtr(p.WildcardSubAvailable)
+	c.SubIDAvailable = clonePtr(p.SubIDAvailable)
+	c.SharedSubAvailable = clonePtr(p.SharedSubAvailable)
+	return c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append(make([]byte, 0, len(b)), b...)
+}
