@@ -62,6 +62,11 @@ func Open(ctx context.Context, dsn string, opts ...OpenOption) (Provider, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot parse store URL: %v", ErrInvalidConfig, err)
 	}
+	// URL.Query, which drivers read their options from, silently drops pairs it
+	// cannot parse; reject them here so that no option is ignored.
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return nil, fmt.Errorf("%w: cannot parse the options of store URL %q: %v", ErrInvalidConfig, dsn, err)
+	}
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: store URL %q has no scheme; want one of %s (e.g. \"mem://\")", ErrInvalidConfig, dsn, strings.Join(Drivers(), ", "))
 	}
