@@ -156,7 +156,8 @@ func (rc ReasonCode) String() string {
 	if s, ok := reasonNames[rc]; ok {
 		return s
 	}
-	return "reason code 0x" + strings.ToUpper(strconv.FormatUint(uint64(rc), 16))
+	const hex = "0123456789ABCDEF"
+	return "ReasonCode(0x" + string([]byte{hex[rc>>4], hex[rc&15]}) + ")"
 }
 
 // IsError reports whether the code signals failure: the specification puts
