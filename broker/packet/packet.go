@@ -476,11 +476,21 @@ func (e *Error) Is(target error) bool {
 }
 
 // Sentinel errors for errors.Is. The codec returns its own *Error values
-// with a specific Msg; these only carry the code.
+// with a specific Msg; these only carry the code, which is all Is compares.
 var (
-	ErrMalformed          = &Error{Code: MalformedPacket, Msg: "malformed packet"}
-	ErrProtocol           = &Error{Code: ProtocolError, Msg: "protocol error"}
-	ErrTooLarge           = &Error{Code: PacketTooLarge, Msg: "packet too large"}
+	// ErrMalformed matches errors for bytes that cannot be parsed as the
+	// specification describes (reason code 0x81).
+	ErrMalformed = &Error{Code: MalformedPacket, Msg: "malformed packet"}
+	// ErrProtocol matches errors for well-formed packets the specification
+	// forbids, such as a duplicated property or a SUBSCRIBE without
+	// filters (reason code 0x82).
+	ErrProtocol = &Error{Code: ProtocolError, Msg: "protocol error"}
+	// ErrTooLarge matches errors for packets over the maxSize given to
+	// ReadPacket, or too large for the protocol in Encode (reason code 0x95).
+	ErrTooLarge = &Error{Code: PacketTooLarge, Msg: "packet too large"}
+	// ErrUnsupportedVersion matches errors for a CONNECT whose protocol name
+	// and level are not MQTT 3.1, 3.1.1 or 5.0 (reason code 0x84; a 3.1.1
+	// server answers with CONNACK return code 1).
 	ErrUnsupportedVersion = &Error{Code: UnsupportedProtocolVersion, Msg: "unsupported protocol version"}
 )
 
