@@ -81,6 +81,7 @@ func New(clock persistence.Clock) persistence.Provider {
 	return &store{
 		sessions: make(map[string]*session),
 		retained: make(map[string]*persistence.PersistedPacket),
+		retIdx:   new(topicTrie),
 		exp:      newExpIndex(),
 		info: persistence.SystemInfo{
 			SchemaVersion: persistence.SchemaVersion,
@@ -114,6 +115,7 @@ type store struct {
 
 	retMu    sync.RWMutex
 	retained map[string]*persistence.PersistedPacket
+	retIdx   *topicTrie // the topics of retained, by level
 
 	info persistence.SystemInfo // immutable
 }
@@ -139,7 +141,7 @@ func (s *store) Close() error {
 			sess.dead = true
 		}
 		s.sessions = nil
-		s.retained = nil
+		s.retained, s.retIdx = nil, nil
 		s.expMu.Lock()
 		s.exp = newExpIndex()
 		s.expMu.Unlock()

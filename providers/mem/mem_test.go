@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -62,7 +63,7 @@ func pkt(i int) *persistence.PersistedPacket {
 	return &persistence.PersistedPacket{PacketID: uint16(i), QoS: 1, ProtocolVersion: 5, Data: []byte(fmt.Sprintf("packet-%d", i))}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -586,8 +587,19 @@ func TestIterationErrors(t *testing.T) {
 		_, err := ss.PacketAppend(ctx, "s", persistence.ClassQoS12, pkt(j))
 		must(t, err)
 	}
-	boom := errors.New("boom")
+	// A callback that moves every packet to the tail terminates: packets appended
+	// during the iteration are not visited.
 	calls := 0
+	must(t, ss.PacketsForEach(ctx, "s", persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
+		calls++
+		_, err := ss.PacketAppend(ctx, "s", persistence.ClassQoS12, pk)
+		return true, err
+	}))
+	if calls != 10 {
+		t.Fatalf("re-queueing iteration made %d calls, want 10", calls)
+	}
+	boom := errors.New("boom")
+	calls = 0
 	err := ss.PacketsForEach(ctx, "s", persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
 		calls++
 		if calls == 4 {
@@ -1136,4 +1148,129 @@ func TestConcurrentWriters(t *testing.T) {
 	if n, _ := ss.PacketCount(ctx, "shared", persistence.ClassQoS12); n != writers*per {
 		t.Fatalf("shared has %d packets, want %d", n, writers*per)
 	}
+}
+
+func benchStore(b *testing.B) persistence.Provider {
+	p := mem.New(fakeClock{t0})
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
+func BenchmarkPacketAppend(b *testing.B) {
+	ctx := context.Background()
+	data := make([]byte, 256)
+	b.Run("Writers1", func(b *testing.B) {
+		ss := benchStore(b).Sessions()
+		must(b, ss.Create(ctx, "s", persistence.SessionBase{}))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ss.PacketAppend(ctx, "s", persistence.ClassQoS12, &persistence.PersistedPacket{QoS: 1, Data: data}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, shared := range []bool{false, true} {
+		name := "Writers64/OwnSession"
+		if shared {
+			name = "Writers64/SharedSession"
+		}
+		b.Run(name, func(b *testing.B) {
+			ss := benchStore(b).Sessions()
+			for i := range 64 {
+				must(b, ss.Create(ctx, fmt.Sprint(i), persistence.SessionBase{}))
+			}
+			var next atomicInt
+			b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				id := fmt.Sprint(next.add() % 64)
+				if shared {
+					id = "0"
+				}
+				for pb.Next() {
+					if _, err := ss.PacketAppend(ctx, id, persistence.ClassQoS12, &persistence.PersistedPacket{QoS: 1, Data: data}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkIterateAndAck100k(b *testing.B) {
+	ctx := context.Background()
+	data := make([]byte, 64)
+	ss := benchStore(b).Sessions()
+	must(b, ss.Create(ctx, "s", persistence.SessionBase{}))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		pp := &persistence.PersistedPackets{QoS12: make([]*persistence.PersistedPacket, 100_000)}
+		for i := range pp.QoS12 {
+			pp.QoS12[i] = &persistence.PersistedPacket{QoS: 1, Data: data}
+		}
+		must(b, ss.PacketsStore(ctx, "s", pp))
+		b.StartTimer()
+		n := 0
+		must(b, ss.PacketsForEach(ctx, "s", persistence.ClassQoS12, func(*persistence.PersistedPacket) (bool, error) {
+			n++
+			return true, nil
+		}))
+		if n != 100_000 {
+			b.Fatalf("visited %d", n)
+		}
+	}
+}
+
+func BenchmarkRetainedLoadWildcard100k(b *testing.B) {
+	ctx := context.Background()
+	r := benchStore(b).Retained()
+	msgs := make([]*persistence.RetainedMessage, 0, 100_000)
+	for i := range 100_000 {
+		msgs = append(msgs, &persistence.RetainedMessage{Topic: fmt.Sprintf("site/%d/sensor/%d", i%100, i), Packet: &persistence.PersistedPacket{Data: []byte("x")}})
+	}
+	must(b, r.Store(ctx, msgs))
+	for _, f := range []string{"site/7/#", "site/+/sensor/12345", "#"} {
+		b.Run(f, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				must(b, r.LoadMatching(ctx, []string{f}, func(*persistence.RetainedMessage) error { return nil }))
+			}
+		})
+	}
+}
+
+func BenchmarkCountLoadForEach100k(b *testing.B) {
+	ctx := context.Background()
+	ss := benchStore(b).Sessions()
+	for i := range 100_000 {
+		id := fmt.Sprint("client-", i)
+		must(b, ss.Create(ctx, id, persistence.SessionBase{}))
+		must(b, ss.SubscriptionsStore(ctx, id, persistence.Subscription{Filter: "a/b", QoS: 1}, persistence.Subscription{Filter: "c/#"}))
+		_, err := ss.PacketAppend(ctx, id, persistence.ClassQoS12, &persistence.PersistedPacket{QoS: 1, Data: []byte("x")})
+		must(b, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n, err := ss.Count(ctx)
+		must(b, err)
+		seen := uint64(0)
+		must(b, ss.LoadForEach(ctx, func(*persistence.LoadedSession) error { seen++; return nil }))
+		if seen != n {
+			b.Fatalf("visited %d of %d", seen, n)
+		}
+	}
+}
+
+type atomicInt struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicInt) add() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n++
+	return a.n
 }

@@ -127,7 +127,7 @@ func (ss *sessions) PacketCount(ctx context.Context, id string, class persistenc
 // The store is locked for one step at a time, never while fn runs: each step applies
 // the deletion fn asked for last and fetches the next packet still stored, so fn sees
 // updates and deletions made meanwhile (by itself or others). Packets appended during
-// the iteration are visited. The iteration ends early, without error, when the
+// the iteration are not visited. The iteration ends early, without error, when the
 // session is deleted meanwhile.
 func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persistence.PacketClass, fn persistence.PacketLoader) error {
 	if !class.Valid() {
@@ -140,6 +140,12 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 	sess, err := s.lockSession(ctx, id)
 	if err != nil {
 		return err
+	}
+	// Packets appended during the iteration are not visited, so that a callback that
+	// re-queues each packet at the tail cannot make the iteration endless.
+	var limit uint64
+	if q := &sess.queues[class-1]; len(q.ents) > 0 {
+		limit = q.ents[len(q.ents)-1].seq
 	}
 	var (
 		last    uint64 // seq of the packet last handed to fn (seqs start at 1)
@@ -161,7 +167,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 			return iterResult(result)
 		}
 		i := q.next(last, hint)
-		if i < 0 {
+		if i < 0 || q.ents[i].seq > limit {
 			s.unlockSession(sess)
 			return nil
 		}

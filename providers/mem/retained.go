@@ -42,6 +42,9 @@ func (r *retained) Put(ctx context.Context, topic string, p *persistence.Persist
 	if s.closed.Load() {
 		return errClosed
 	}
+	if _, ok := s.retained[topic]; !ok {
+		s.retIdx.insert(topic)
+	}
 	s.retained[topic] = c
 	return nil
 }
@@ -77,14 +80,17 @@ func (r *retained) Delete(ctx context.Context, topic string) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	delete(s.retained, topic)
+	if _, ok := s.retained[topic]; ok {
+		delete(s.retained, topic)
+		s.retIdx.remove(topic)
+	}
 	return nil
 }
 
 // LoadMatching calls fn once with a copy of every retained message whose topic
 // matches at least one of filters ([persistence.MatchTopic]), in no particular
-// order. Filters without wildcards are looked up directly; any wildcard filter makes
-// it scan every topic once. The matching topics are collected under the lock and fn
+// order. Filters without wildcards are looked up directly, the others walk a trie of
+// the stored topics' levels, visiting only the branches they can match. The matching topics are collected under the lock and fn
 // runs with no lock held; a message deleted before its turn is skipped, one replaced
 // is delivered in its new version.
 func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
@@ -95,60 +101,41 @@ func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persis
 		return fmt.Errorf("mem: %w: nil RetainedLoader", persistence.ErrInvalidArgument)
 	}
 	s := r.st()
-	wild := false
-	for _, f := range filters {
-		if strings.ContainsAny(f, "+#") {
-			wild = true
-			break
-		}
-	}
 	s.retMu.RLock()
 	if s.closed.Load() {
 		s.retMu.RUnlock()
 		return errClosed
 	}
 	var topics []string
-	if wild {
-		for topic := range s.retained {
-			for _, f := range filters {
-				if persistence.MatchTopic(f, topic) {
-					topics = append(topics, topic)
-					break
-				}
-			}
-		}
-	} else {
-		var seen map[string]struct{} // only for long filter lists
-		if len(filters) > 16 {
-			seen = make(map[string]struct{}, len(filters))
-		}
-		for i, f := range filters {
-			if _, ok := s.retained[f]; !ok {
-				continue
-			}
-			if seen != nil {
-				if _, dup := seen[f]; dup {
-					continue
-				}
-				seen[f] = struct{}{}
-			} else if containsBefore(filters, i, f) {
-				continue
-			}
+	for _, f := range filters {
+		if strings.ContainsAny(f, "+#") {
+			topics = s.retIdx.match(f, topics)
+		} else if _, ok := s.retained[f]; ok {
 			topics = append(topics, f)
 		}
 	}
 	s.retMu.RUnlock()
+	if len(filters) > 1 { // one filter never matches a topic twice
+		topics = dedup(topics)
+	}
 	return r.deliver(ctx, topics, fn)
 }
 
-// containsBefore reports whether f is among filters[:i].
-func containsBefore(filters []string, i int, f string) bool {
-	for _, g := range filters[:i] {
-		if g == f {
-			return true
+// dedup removes repeated topics, keeping the first of each.
+func dedup(topics []string) []string {
+	if len(topics) < 2 {
+		return topics
+	}
+	seen := make(map[string]struct{}, len(topics))
+	out := topics[:0]
+	for _, t := range topics {
+		if _, dup := seen[t]; !dup {
+			seen[t] = struct{}{}
+			out = append(out, t)
 		}
 	}
-	return false
+	clear(topics[len(out):])
+	return out
 }
 
 // deliver calls fn for the current message of each topic that still has one.
@@ -206,12 +193,16 @@ func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessag
 		return err
 	}
 	m := make(map[string]*persistence.PersistedPacket, len(msgs))
+	idx := new(topicTrie)
 	for i, msg := range msgs {
 		if msg == nil {
 			return fmt.Errorf("mem: %w: nil retained message at index %d", persistence.ErrInvalidArgument, i)
 		}
 		if err := validateRetained(msg.Topic, msg.Packet); err != nil {
 			return err
+		}
+		if _, dup := m[msg.Topic]; !dup {
+			idx.insert(msg.Topic)
 		}
 		m[msg.Topic] = msg.Packet.Clone()
 	}
@@ -221,7 +212,7 @@ func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessag
 	if s.closed.Load() {
 		return errClosed
 	}
-	s.retained = m
+	s.retained, s.retIdx = m, idx
 	return nil
 }
 
@@ -250,6 +241,6 @@ func (r *retained) Wipe(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	s.retained = make(map[string]*persistence.PersistedPacket)
+	s.retained, s.retIdx = make(map[string]*persistence.PersistedPacket), new(topicTrie)
 	return nil
 }
