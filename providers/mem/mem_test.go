@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"slices"
@@ -1273,4 +1274,225 @@ func (a *atomicInt) add() int {
 	defer a.mu.Unlock()
 	a.n++
 	return a.n
+}
+
+// model is a plain reference for the packet and session operations, used by
+// TestRandomAgainstModel.
+type model map[string]*[4][]persistence.PersistedPacket
+
+func (m model) clone() model {
+	c := make(model, len(m))
+	for id, qs := range m {
+		var n [4][]persistence.PersistedPacket
+		for i := range qs {
+			n[i] = slices.Clone(qs[i])
+		}
+		c[id] = &n
+	}
+	return c
+}
+
+// apply applies op to m, with seq as the seq of an append, and returns the error
+// class the store must give.
+func (m model) apply(op persistence.Op, seq uint64) error {
+	qs := m[op.ID]
+	switch op.Kind {
+	case persistence.OpCreate:
+		if qs != nil {
+			return persistence.ErrAlreadyExists
+		}
+		m[op.ID] = new([4][]persistence.PersistedPacket)
+		return nil
+	case persistence.OpDelete:
+		delete(m, op.ID)
+		return nil
+	}
+	if qs == nil {
+		return persistence.ErrNotFound
+	}
+	q := &qs[op.Class-1]
+	switch op.Kind {
+	case persistence.OpPacketAppend:
+		p := *op.Packet
+		p.Seq = seq
+		*q = append(*q, p)
+	case persistence.OpPacketUpdate:
+		i := slices.IndexFunc(*q, func(p persistence.PersistedPacket) bool { return p.Seq == op.Packet.Seq })
+		if i < 0 {
+			return persistence.ErrNotFound
+		}
+		(*q)[i] = *op.Packet
+	case persistence.OpPacketDelete:
+		*q = slices.DeleteFunc(*q, func(p persistence.PersistedPacket) bool { return p.Seq == op.Seq })
+	case persistence.OpPacketsDelete:
+		*q = nil
+	}
+	return nil
+}
+
+// TestRandomAgainstModel runs random single calls and batches against the store
+// and the model and compares results and contents after every step.
+func TestRandomAgainstModel(t *testing.T) {
+	ctx := testCtx(t)
+	rng := rand.New(rand.NewPCG(7, 8))
+	p := open(t)
+	ss := p.Sessions()
+	m := model{}
+	ids := []string{"a", "b", "a/b", "a\x00"}
+	var seqs []uint64 // every seq handed out, for picking existing and deleted ones
+	var maxSeq uint64
+	randOp := func() persistence.Op {
+		op := persistence.Op{ID: ids[rng.IntN(len(ids))], Class: persistence.PacketClasses[rng.IntN(4)]}
+		pickSeq := func() uint64 {
+			if len(seqs) == 0 || rng.IntN(10) == 0 {
+				return uint64(rng.IntN(1000))
+			}
+			return seqs[len(seqs)-1-rng.IntN(min(len(seqs), 20))]
+		}
+		switch k := rng.IntN(20); {
+		case k < 1:
+			op.Kind = persistence.OpCreate
+		case k < 2:
+			op.Kind = persistence.OpDelete
+		case k < 10:
+			op.Kind = persistence.OpPacketAppend
+			op.Packet = &persistence.PersistedPacket{QoS: uint8(rng.IntN(3)), Data: fmt.Appendf(nil, "%d", rng.Int())}
+		case k < 13:
+			op.Kind = persistence.OpPacketUpdate
+			op.Packet = &persistence.PersistedPacket{Seq: pickSeq(), Data: []byte("updated")}
+		case k < 19:
+			op.Kind = persistence.OpPacketDelete
+			op.Seq = pickSeq()
+		default:
+			op.Kind = persistence.OpPacketsDelete
+		}
+		return op
+	}
+	single := func(op persistence.Op) (uint64, error) {
+		switch op.Kind {
+		case persistence.OpCreate:
+			return 0, ss.Create(ctx, op.ID, persistence.SessionBase{})
+		case persistence.OpDelete:
+			return 0, ss.Delete(ctx, op.ID)
+		case persistence.OpPacketAppend:
+			return ss.PacketAppend(ctx, op.ID, op.Class, op.Packet)
+		case persistence.OpPacketUpdate:
+			return 0, ss.PacketUpdate(ctx, op.ID, op.Class, op.Packet)
+		case persistence.OpPacketDelete:
+			return 0, ss.PacketDelete(ctx, op.ID, op.Class, op.Seq)
+		default:
+			return 0, ss.PacketsDelete(ctx, op.ID, op.Class)
+		}
+	}
+	sameErr := func(step int, got, want error) {
+		t.Helper()
+		if (want == nil) != (got == nil) || (want != nil && !errors.Is(got, want)) {
+			t.Fatalf("step %d: error %v, want %v", step, got, want)
+		}
+	}
+	for step := range 3000 {
+		if rng.IntN(4) > 0 {
+			op := randOp()
+			seq, err := single(op)
+			want := m.apply(op, seq)
+			sameErr(step, err, want)
+			if op.Kind == persistence.OpPacketAppend && err == nil {
+				if seq <= maxSeq {
+					t.Fatalf("step %d: seq %d not above %d", step, seq, maxSeq)
+				}
+				maxSeq = seq
+				seqs = append(seqs, seq)
+			}
+		} else {
+			var b persistence.Batch
+			n := 1 + rng.IntN(6)
+			ops := make([]persistence.Op, n)
+			for i := range ops {
+				ops[i] = randOp()
+				switch op := ops[i]; op.Kind {
+				case persistence.OpCreate:
+					b.Create(op.ID, persistence.SessionBase{})
+				case persistence.OpDelete:
+					b.Delete(op.ID)
+				case persistence.OpPacketAppend:
+					b.PacketAppend(op.ID, op.Class, op.Packet)
+				case persistence.OpPacketUpdate:
+					b.PacketUpdate(op.ID, op.Class, op.Packet)
+				case persistence.OpPacketDelete:
+					b.PacketDelete(op.ID, op.Class, op.Seq)
+				default:
+					b.PacketsDelete(op.ID, op.Class)
+				}
+			}
+			got, err := ss.Apply(ctx, &b)
+			next := m.clone()
+			var want error
+			k := 0
+			for _, op := range ops {
+				var seq uint64
+				if op.Kind == persistence.OpPacketAppend && k < len(got) {
+					seq = got[k]
+					k++
+				}
+				if want = next.apply(op, seq); want != nil {
+					break
+				}
+			}
+			sameErr(step, err, want)
+			if err == nil {
+				m = next
+				if len(got) != b.Appends() {
+					t.Fatalf("step %d: %d seqs for %d appends", step, len(got), b.Appends())
+				}
+				for _, seq := range got {
+					if seq <= maxSeq {
+						t.Fatalf("step %d: seq %d not above %d", step, seq, maxSeq)
+					}
+					maxSeq = seq
+					seqs = append(seqs, seq)
+				}
+			}
+		}
+		if rng.IntN(10) == 0 { // iterate, deleting some
+			id, c := ids[rng.IntN(len(ids))], persistence.PacketClasses[rng.IntN(4)]
+			err := ss.PacketsForEach(ctx, id, c, func(p *persistence.PersistedPacket) (bool, error) {
+				return rng.IntN(3) == 0, nil
+			})
+			if qs := m[id]; qs == nil {
+				sameErr(step, err, persistence.ErrNotFound)
+			} else {
+				must(t, err)
+			}
+			// Bring the model in line with whatever the iteration deleted.
+			if qs := m[id]; qs != nil {
+				kept := packets(t, ss, id, c)
+				qs[c-1] = slices.DeleteFunc(qs[c-1], func(p persistence.PersistedPacket) bool {
+					return !slices.ContainsFunc(kept, func(k *persistence.PersistedPacket) bool { return k.Seq == p.Seq })
+				})
+			}
+		}
+		// Compare everything.
+		n, err := ss.Count(ctx)
+		must(t, err)
+		if n != uint64(len(m)) {
+			t.Fatalf("step %d: Count %d, model %d", step, n, len(m))
+		}
+		for id, qs := range m {
+			for _, c := range persistence.PacketClasses {
+				got := packets(t, ss, id, c)
+				want := qs[c-1]
+				if len(got) != len(want) {
+					t.Fatalf("step %d: %q %s has %d packets, model %d", step, id, c, len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Seq != want[i].Seq || !bytes.Equal(got[i].Data, want[i].Data) {
+						t.Fatalf("step %d: %q %s packet %d = %d %q, model %d %q", step, id, c, i, got[i].Seq, got[i].Data, want[i].Seq, want[i].Data)
+					}
+				}
+				if cnt, _ := ss.PacketCount(ctx, id, c); cnt != uint64(len(want)) {
+					t.Fatalf("step %d: %q %s PacketCount %d, model %d", step, id, c, cnt, len(want))
+				}
+			}
+		}
+	}
 }

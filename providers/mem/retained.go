@@ -8,9 +8,9 @@ import (
 	"github.com/mqttstore/mqttstore/persistence"
 )
 
-// retained implements persistence.Retained. Messages are kept in a map by topic;
-// stored packets are never mutated (a Put replaces the pointer), so copies are made
-// outside the lock.
+// retained implements persistence.Retained. Messages are kept in a map by topic,
+// with a trie of the topics for wildcard matching; stored packets are never mutated
+// (a Put replaces the pointer), so copies are made outside the lock.
 type retained store
 
 func (r *retained) st() *store { return (*store)(r) }
@@ -89,10 +89,10 @@ func (r *retained) Delete(ctx context.Context, topic string) error {
 
 // LoadMatching calls fn once with a copy of every retained message whose topic
 // matches at least one of filters ([persistence.MatchTopic]), in no particular
-// order. Filters without wildcards are looked up directly, the others walk a trie of
-// the stored topics' levels, visiting only the branches they can match. The matching topics are collected under the lock and fn
-// runs with no lock held; a message deleted before its turn is skipped, one replaced
-// is delivered in its new version.
+// order. Filters without wildcards are looked up directly; the others walk a trie of
+// the stored topics' levels, visiting only the branches they can match. The matching
+// topics are collected under the lock and fn runs with no lock held; a message
+// deleted before its turn is skipped, one replaced is delivered in its new version.
 func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
 	if err := ctx.Err(); err != nil {
 		return err

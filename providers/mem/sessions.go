@@ -2,7 +2,6 @@ package mem
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -184,10 +183,7 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 		ls := sess.load()
 		s.unlockSession(sess)
 		if err := fn(ls); err != nil {
-			if errors.Is(err, persistence.ErrStopIteration) {
-				return nil
-			}
-			return err
+			return iterResult(err)
 		}
 	}
 	return nil
