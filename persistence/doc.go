@@ -18,10 +18,14 @@
 //   - The first argument is a context. A context that is already done makes the call
 //     return ctx.Err() (possibly wrapped) and write nothing.
 //   - Missing items: get-style calls (…Get, …Load of one session's data) return an
-//     error matching [ErrNotFound]. Deletes are idempotent and return nil.
-//   - Session-scoped writes (packets, subscriptions, state, expiry) on a session that
-//     was never created, or was deleted, return [ErrNotFound]: nothing is created
-//     implicitly.
+//     error matching [ErrNotFound]. Deleting a missing item of an existing session (a
+//     packet, a subscription, the state, the expiry) is a no-op that returns nil, and
+//     so is Sessions.Delete of a missing session.
+//   - Every session-scoped call other than Sessions.Delete (packets, subscriptions,
+//     state, expiry: reads, writes and deletes alike) on a session that was never
+//     created, or was deleted, returns [ErrNotFound]: nothing is created implicitly.
+//   - Times come back equal (time.Time.Equal) to what was stored, to the nanosecond,
+//     but not necessarily with the same location or monotonic reading.
 //   - After Provider.Close every call returns an error matching [ErrClosed]; Close
 //     itself is idempotent.
 //   - Callbacks of iteration methods run with no lock held: a callback may call any
