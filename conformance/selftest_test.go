@@ -5,11 +5,17 @@ package conformance
 // them.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
@@ -957,3 +963,187 @@ var controlDrivers = []brokenDriver{
 
 // newMem returns a new in-memory store, bypassing the registry.
 func newMem() persistence.Provider { return mem.New(nil) }
+
+// ---- running the suite against broken drivers in child processes ----
+
+// Run's *testing.T cannot be intercepted, so each broken driver runs the suite in a
+// child process: the test binary re-executed with -test.run selecting
+// TestBrokenDriverChild and the relevant areas only, and the driver named in
+// selftestDriverEnv. The parent asserts that the child fails, that its output names
+// the expected failing subtests, and that it failed by its deadlines rather than
+// hanging.
+
+const (
+	selftestDriverEnv = "MQTTSTORE_SELFTEST_DRIVER"
+	selftestChildTime = 3 * time.Minute // bound of one child process
+)
+
+// selftestCase is one child run.
+type selftestCase struct {
+	driver string // a name in brokenDrivers or controlDrivers
+	// areas is a -test.run pattern for the levels below TestBrokenDriverChild
+	// ("^(Packets|Model)$"); empty runs the whole suite.
+	areas string
+	// fails are regexps of subtests (below TestBrokenDriverChild/) that must be
+	// reported as failed; none for a control, which must pass.
+	fails []string
+	// caseTimeout is the harness's CaseTimeout in the child (0: the default).
+	caseTimeout time.Duration
+}
+
+var selftestCases = []selftestCase{
+	{driver: "LIFOIteration", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "DeleteLeavesSubscriptions", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "NoErrNotFound", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "LockHeldDuringCallbacks", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}, caseTimeout: 2 * time.Second},
+	{driver: "SeqReusedAfterDelete", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "UpdateMovesToTail", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "CallbackErrorSwallowed", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "CancelledContextWrites", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "StoredValueAliasesCaller", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "ExpiredBeforeDeadline", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "HashMatchesDollarTopics", areas: "^(Model)$", fails: []string{`Model/Seed=\d+`}},
+	{driver: "Mem"},
+	{driver: "RemapIdentity", areas: "^(Model)$"},
+	{driver: "HookIdentity", areas: "^(Model)$"},
+}
+
+func findDriver(name string) (brokenDriver, bool) {
+	for _, d := range append(slices.Clone(brokenDrivers), controlDrivers...) {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return brokenDriver{}, false
+}
+
+// runSuite is what the children run.
+func runSuite(t *testing.T, h Harness) {
+	t.Run("Model", func(t *testing.T) { runModel(t, h) })
+}
+
+// TestBrokenDriverChild runs the suite against the driver named in
+// MQTTSTORE_SELFTEST_DRIVER. It does nothing unless started by TestBrokenDrivers.
+func TestBrokenDriverChild(t *testing.T) {
+	name := os.Getenv(selftestDriverEnv)
+	if name == "" {
+		t.Skip("runs only as a child process of TestBrokenDrivers")
+	}
+	d, ok := findDriver(name)
+	if !ok {
+		t.Fatalf("%s=%q names no driver of the self-test", selftestDriverEnv, name)
+	}
+	h := memHarness()
+	newMem := h.New
+	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+		return d.wrap(newMem(t, opts...))
+	}
+	if v := os.Getenv(selftestDriverEnv + "_CASE_TIMEOUT"); v != "" {
+		ct, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("bad case timeout %q: %v", v, err)
+		}
+		h.CaseTimeout = ct
+	}
+	runSuite(t, h)
+}
+
+// TestBrokenDrivers proves that the suite catches each deliberately broken driver,
+// and that it passes the unbroken ones.
+func TestBrokenDrivers(t *testing.T) {
+	if os.Getenv(selftestDriverEnv) != "" {
+		t.Skip("already in a child process")
+	}
+	for _, c := range selftestCases {
+		name := c.driver
+		if len(c.fails) == 0 {
+			name = "Control=" + name
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out, exit, timedOut := runChild(t, c)
+			tail := lastLines(out, 60)
+			switch {
+			case timedOut:
+				t.Fatalf("the child did not finish within %v: the suite hangs on this driver instead of failing by its deadline\n%s",
+					selftestChildTime, tail)
+			case strings.Contains(out, "panic: test timed out"):
+				t.Fatalf("the child hit its -test.timeout: the suite hangs on this driver\n%s", tail)
+			case len(c.fails) == 0:
+				if exit != 0 || strings.Contains(out, "--- FAIL") {
+					t.Fatalf("the suite fails a driver that breaks nothing (exit %d)\n%s", exit, failLines(out, tail))
+				}
+				if !strings.Contains(out, "--- PASS: TestBrokenDriverChild") {
+					t.Fatalf("the child did not run the suite\n%s", tail)
+				}
+				t.Logf("passes: %d subtests", strings.Count(out, "--- PASS: TestBrokenDriverChild/"))
+				return
+			case exit == 0:
+				t.Fatalf("the suite passes a driver that breaks a rule\n%s", tail)
+			}
+			for _, f := range c.fails {
+				re := regexp.MustCompile(`(?m)^\s*--- FAIL: TestBrokenDriverChild/` + f)
+				if !re.MatchString(out) {
+					t.Errorf("no failure of a subtest matching %q\n%s", f, failLines(out, tail))
+				}
+			}
+			t.Logf("caught:\n%s", failLines(out, ""))
+		})
+	}
+}
+
+// runChild runs one child process, bounded by selftestChildTime.
+func runChild(t *testing.T, c selftestCase) (out string, exit int, timedOut bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), selftestChildTime)
+	t.Cleanup(cancel)
+	run := "^TestBrokenDriverChild$"
+	if c.areas != "" {
+		run += "/" + c.areas
+	}
+	args := []string{"-test.run=" + run, "-test.v", "-test.count=1",
+		"-test.timeout=" + (selftestChildTime - 15*time.Second).String()}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), selftestDriverEnv+"="+c.driver)
+	if c.caseTimeout > 0 {
+		cmd.Env = append(cmd.Env, selftestDriverEnv+"_CASE_TIMEOUT="+c.caseTimeout.String())
+	}
+	cmd.WaitDelay = 5 * time.Second
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return buf.String(), -1, true
+	case errors.As(err, &ee):
+		return buf.String(), ee.ExitCode(), false
+	case err != nil:
+		t.Fatalf("cannot run the child: %v", err)
+	}
+	return buf.String(), 0, false
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{"\t…"}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// failLines returns the "--- FAIL" lines of out, or def when there are none.
+func failLines(out, def string) string {
+	var fails []string
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "--- FAIL:") {
+			fails = append(fails, strings.TrimRight(line, "\n"))
+		}
+	}
+	if len(fails) == 0 {
+		return def
+	}
+	return strings.Join(fails, "\n")
+}
