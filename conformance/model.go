@@ -399,7 +399,7 @@ func (r *modelRunner) buildOpTable() {
 		{3, (*modelRunner).opStateStore},
 		{2, (*modelRunner).opStateGet},
 		{1, (*modelRunner).opStateDelete},
-		{4, (*modelRunner).opExpiryStore},
+		{6, (*modelRunner).opExpiryStore},
 		{2, (*modelRunner).opExpiryGet},
 		{1, (*modelRunner).opExpiryDelete},
 		{3, (*modelRunner).opExpiredForEach},
@@ -1963,7 +1963,7 @@ func (r *modelRunner) genBatch() (*persistence.Batch, []string) {
 	type adder func(b *persistence.Batch) string
 	var adds []adder
 	for _, id := range ids {
-		if r.m.sessions[id] == nil && r.pct(60) {
+		if r.m.sessions[id] == nil && r.pct(80) {
 			base := persistence.SessionBase{CreatedAt: r.when(), ProtocolVersion: 5}
 			adds = append(adds, func(b *persistence.Batch) string {
 				b.Create(id, base)
@@ -2042,7 +2042,7 @@ func (r *modelRunner) genBatch() (*persistence.Batch, []string) {
 			adds = append(adds, func(b *persistence.Batch) string { b.ExpiryDelete(id); return fmt.Sprintf("ExpiryDelete(%q)", id) })
 		}
 	}
-	if len(adds) > 0 && r.pct(30) {
+	if len(adds) > 0 && r.pct(20) {
 		// A poison operation: the whole batch must fail and write nothing.
 		id := pick(r, ids)
 		var poison adder

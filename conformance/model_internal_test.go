@@ -69,3 +69,28 @@ func TestModelCatchesBrokenDrivers(t *testing.T) {
 		})
 	}
 }
+
+// TestModelReopenPath exercises the model's Reopen and Crash steps. mem keeps nothing
+// across Close, so the harness "reopens" by handing out a new wrapper around the same
+// store: what is checked is the model's side (the request to the test goroutine, the
+// switch to the new provider, the comparison afterwards).
+func TestModelReopenPath(t *testing.T) {
+	h := memHarness()
+	var reopens, crashes int
+	h.Reopen = func(t testing.TB, p persistence.Provider, _ ...persistence.OpenOption) persistence.Provider {
+		reopens++
+		return &wrapped{Provider: p.(*wrapped).Provider}
+	}
+	h.Crash = func(t testing.TB, p persistence.Provider, _ ...persistence.OpenOption) persistence.Provider {
+		crashes++
+		return &wrapped{Provider: p.(*wrapped).Provider}
+	}
+	newMem := h.New
+	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+		return &wrapped{Provider: newMem(t, opts...)}
+	}
+	runModel(t, h)
+	if reopens == 0 || crashes == 0 {
+		t.Errorf("the model reopened %d times and crashed %d times; want both", reopens, crashes)
+	}
+}
