@@ -1081,6 +1081,8 @@ func (r *modelRunner) loadRetained(ctx context.Context, what string, filters []s
 	fn := func(m *persistence.RetainedMessage) error {
 		w := want[m.Topic]
 		switch {
+		case stopAt > 0 && len(seen) >= stopAt:
+			mismatch = fmt.Sprintf("callback called again (topic %q) after it returned ErrStopIteration", m.Topic)
 		case seen[m.Topic]:
 			mismatch = fmt.Sprintf("topic %q delivered twice", m.Topic)
 		case w == nil && r.m.retained[m.Topic] == nil:
@@ -1186,6 +1188,8 @@ func (r *modelRunner) opLoadForEach(ctx context.Context) {
 	err := r.ss.LoadForEach(ctx, func(ls *persistence.LoadedSession) error {
 		s := r.m.sessions[ls.ID]
 		switch {
+		case mode == 1 && len(seen) >= k:
+			mismatch = fmt.Sprintf("callback called again (session %q) after it returned ErrStopIteration", ls.ID)
 		case seen[ls.ID]:
 			mismatch = fmt.Sprintf("visited session %q twice", ls.ID)
 		case s == nil:
@@ -1480,10 +1484,12 @@ func (r *modelRunner) opPacketsForEach(ctx context.Context) {
 	)
 	err := r.ss.PacketsForEach(ctx, id, c, func(p *persistence.PersistedPacket) (bool, error) {
 		switch {
-		case want != errNil:
-			mismatch = "the callback was called, but the call should fail with " + want.String()
 		case p == nil:
 			mismatch = "the callback got a nil packet"
+		case ended != "":
+			mismatch = fmt.Sprintf("callback called again (seq %d) after it stopped the iteration (%s)", p.Seq, ended)
+		case want != errNil:
+			mismatch = "the callback was called, but the call should fail with " + want.String()
 		case i >= len(snap):
 			mismatch = fmt.Sprintf("visited packet #%d (seq %d), but the queue holds %d", i, p.Seq, len(snap))
 		default:
@@ -1745,6 +1751,8 @@ func (r *modelRunner) opExpiredForEach(ctx context.Context) {
 	err := r.ss.ExpiredForEach(ctx, now, func(id string, e persistence.SessionExpiry) error {
 		w, ok := due[id]
 		switch {
+		case ended != "":
+			mismatch = fmt.Sprintf("callback called again (session %q) after it stopped the iteration (%s)", id, ended)
 		case seen[id]:
 			mismatch = fmt.Sprintf("called twice for session %q", id)
 		case !ok && r.m.sessions[id] == nil:
