@@ -258,11 +258,18 @@ func benchIterateAck(b *testing.B, h Harness, n int) {
 // benchRetained stores about n retained messages on a topic tree (timer stopped) and
 // measures wildcard loads.
 func benchRetained(b *testing.B, h Harness, n int) {
+	rs, sites, devs := fillRetained(b, h, n)
+	b.Run("Filter=Subtree", func(b *testing.B) { benchLoadMatching(b, rs, "site/7/#", devs) })
+	b.Run("Filter=PlusLevel", func(b *testing.B) { benchLoadMatching(b, rs, "site/+/dev/3/temp", sites) })
+}
+
+// fillRetained stores sites×devs (about n) retained messages on
+// "site/%d/dev/%d/temp" in a new store.
+func fillRetained(tb testing.TB, h Harness, n int) (rs persistence.Retained, sites, devs int) {
 	ctx := context.Background()
-	sites := benchRetainSites
-	devs := max(n/sites, 4)
-	p := h.New(b)
-	rs := p.Retained()
+	sites = benchRetainSites
+	devs = max(n/sites, 4)
+	rs = h.New(tb).Retained()
 	msgs := make([]*persistence.RetainedMessage, 0, sites*devs)
 	for s := range sites {
 		for d := range devs {
@@ -273,39 +280,35 @@ func benchRetained(b *testing.B, h Harness, n int) {
 		}
 	}
 	if err := rs.Store(ctx, msgs); err != nil {
-		b.Fatalf("Retained.Store of %d messages: %v", len(msgs), err)
+		tb.Fatalf("Retained.Store of %d messages: %v", len(msgs), err)
 	}
 	if c, err := rs.Count(ctx); err != nil || c != uint64(len(msgs)) {
-		b.Fatalf("Retained.Count after storing %d messages = %d, %v", len(msgs), c, err)
+		tb.Fatalf("Retained.Count after storing %d messages = %d, %v", len(msgs), c, err)
 	}
-	for _, w := range []struct {
-		name, filter, prefix string
-		want                 int
-	}{
-		{"Filter=Subtree", "site/7/#", "site/7/", devs},
-		{"Filter=PlusLevel", "site/+/dev/3/temp", "site/", sites},
-	} {
-		b.Run(w.name, func(b *testing.B) {
-			b.ReportAllocs()
-			filters := []string{w.filter}
-			for b.Loop() {
-				got := 0
-				var bad string
-				err := rs.LoadMatching(ctx, filters, func(m *persistence.RetainedMessage) error {
-					if bad == "" && !persistence.MatchTopic(w.filter, m.Topic) {
-						bad = m.Topic
-					}
-					got++
-					return nil
-				})
-				if err != nil || bad != "" || got != w.want {
-					b.Fatalf("LoadMatching(%q): %d messages, error %v, non-matching topic %q; want %d messages",
-						w.filter, got, err, bad, w.want)
-				}
+	return rs, sites, devs
+}
+
+// benchLoadMatching measures LoadMatching of one filter that matches want messages.
+func benchLoadMatching(b *testing.B, rs persistence.Retained, filter string, want int) {
+	b.ReportAllocs()
+	ctx := context.Background()
+	filters := []string{filter}
+	for b.Loop() {
+		got := 0
+		var bad string
+		err := rs.LoadMatching(ctx, filters, func(m *persistence.RetainedMessage) error {
+			if bad == "" && !persistence.MatchTopic(filter, m.Topic) {
+				bad = m.Topic
 			}
-			b.ReportMetric(float64(w.want), "msgs/op")
+			got++
+			return nil
 		})
+		if err != nil || bad != "" || got != want {
+			b.Fatalf("LoadMatching(%q): %d messages, error %v, non-matching topic %q; want %d messages",
+				filter, got, err, bad, want)
+		}
 	}
+	b.ReportMetric(float64(want), "msgs/op")
 }
 
 // benchSessions builds n sessions with subscriptions and queued packets (timer

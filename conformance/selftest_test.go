@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"math"
 	"os"
 	"os/exec"
@@ -1146,4 +1147,68 @@ func failLines(out, def string) string {
 		return def
 	}
 	return strings.Join(fails, "\n")
+}
+
+// ---- RunBench verifies what it measures ----
+
+// benchOnce runs f as a one-iteration benchmark and
+// reports whether it completed (a benchmark that fails reports N == 0).
+func benchOnce(t *testing.T, f func(b *testing.B)) bool {
+	t.Helper()
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	if err := bt.Value.Set("1x"); err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Value.Set(old)
+	return testing.Benchmark(f).N > 0
+}
+
+// TestRunBenchWorkloads runs each standard workload once, small, against mem (they
+// must complete) and against broken drivers (their checks must fail the benchmark,
+// so that a broken driver cannot produce a fast number).
+func TestRunBenchWorkloads(t *testing.T) {
+	wrapH := func(d brokenDriver) Harness {
+		h := memHarness()
+		newMem := h.New
+		h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider { return d.wrap(newMem(t, opts...)) }
+		return h
+	}
+	good := memHarness()
+	lifo, _ := findDriver("LIFOIteration")
+	dollar, _ := findDriver("HashMatchesDollarTopics")
+	n := 1000
+	for _, w := range []struct {
+		name string
+		run  func(b *testing.B, h Harness)
+		bad  []brokenDriver // drivers the workload's checks must reject
+	}{
+		{"Append/Writers=1", func(b *testing.B, h Harness) { benchAppend(b, h, 1) }, nil},
+		{"Append/Writers=64", func(b *testing.B, h Harness) { benchAppend(b, h, 64) }, nil},
+		{"IterateAck", func(b *testing.B, h Harness) { benchIterateAck(b, h, n) }, []brokenDriver{lifo}},
+		{"Retained/Subtree", func(b *testing.B, h Harness) {
+			rs, _, devs := fillRetained(b, h, n)
+			benchLoadMatching(b, rs, "site/7/#", devs)
+		}, nil},
+		{"Retained/PlusLevel", func(b *testing.B, h Harness) {
+			rs, sites, _ := fillRetained(b, h, n)
+			// A '$' topic must not be matched by a filter starting with '+'.
+			if err := rs.Put(context.Background(), "$site/7/dev/3/temp", benchPacket(nil)); err != nil {
+				b.Fatal(err)
+			}
+			benchLoadMatching(b, rs, "+/+/dev/3/temp", sites)
+		}, []brokenDriver{dollar}},
+		{"Sessions/LoadForEach", func(b *testing.B, h Harness) { benchSessions(b, h, n) }, nil},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			if !benchOnce(t, func(b *testing.B) { w.run(b, good) }) {
+				t.Fatal("the workload fails against mem")
+			}
+			for _, d := range w.bad {
+				if benchOnce(t, func(b *testing.B) { w.run(b, wrapH(d)) }) {
+					t.Errorf("the workload completes against the broken driver %s", d.name)
+				}
+			}
+		})
+	}
 }
