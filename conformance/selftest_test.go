@@ -1009,6 +1009,16 @@ var selftestCases = []selftestCase{
 	{driver: "HookIdentity", areas: "^(Model)$"},
 }
 
+// harness returns the mem harness with every store wrapped by d.
+func (d brokenDriver) harness() Harness {
+	h := memHarness()
+	newMem := h.New
+	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+		return d.wrap(newMem(t, opts...))
+	}
+	return h
+}
+
 func findDriver(name string) (brokenDriver, bool) {
 	for _, d := range append(slices.Clone(brokenDrivers), controlDrivers...) {
 		if d.name == name {
@@ -1034,11 +1044,7 @@ func TestBrokenDriverChild(t *testing.T) {
 	if !ok {
 		t.Fatalf("%s=%q names no driver of the self-test", selftestDriverEnv, name)
 	}
-	h := memHarness()
-	newMem := h.New
-	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
-		return d.wrap(newMem(t, opts...))
-	}
+	h := d.harness()
 	if v := os.Getenv(selftestDriverEnv + "_CASE_TIMEOUT"); v != "" {
 		ct, err := time.ParseDuration(v)
 		if err != nil {
@@ -1151,8 +1157,8 @@ func failLines(out, def string) string {
 
 // ---- RunBench verifies what it measures ----
 
-// benchOnce runs f as a one-iteration benchmark and
-// reports whether it completed (a benchmark that fails reports N == 0).
+// benchOnce runs f as a one-iteration benchmark and reports whether it completed (a
+// benchmark that fails reports N == 0).
 func benchOnce(t *testing.T, f func(b *testing.B)) bool {
 	t.Helper()
 	bt := flag.Lookup("test.benchtime")
@@ -1168,12 +1174,6 @@ func benchOnce(t *testing.T, f func(b *testing.B)) bool {
 // must complete) and against broken drivers (their checks must fail the benchmark,
 // so that a broken driver cannot produce a fast number).
 func TestRunBenchWorkloads(t *testing.T) {
-	wrapH := func(d brokenDriver) Harness {
-		h := memHarness()
-		newMem := h.New
-		h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider { return d.wrap(newMem(t, opts...)) }
-		return h
-	}
 	good := memHarness()
 	lifo, _ := findDriver("LIFOIteration")
 	dollar, _ := findDriver("HashMatchesDollarTopics")
@@ -1205,7 +1205,7 @@ func TestRunBenchWorkloads(t *testing.T) {
 				t.Fatal("the workload fails against mem")
 			}
 			for _, d := range w.bad {
-				if benchOnce(t, func(b *testing.B) { w.run(b, wrapH(d)) }) {
+				if benchOnce(t, func(b *testing.B) { w.run(b, d.harness()) }) {
 					t.Errorf("the workload completes against the broken driver %s", d.name)
 				}
 			}
