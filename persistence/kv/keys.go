@@ -1,0 +1,176 @@
+package kv
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// Key tags: the first byte of every key names its table (see LAYOUT.md).
+const (
+	tagMeta     byte = 'm'
+	tagSession  byte = 's'
+	tagHeader   byte = 'h'
+	tagSub      byte = 'u'
+	tagState    byte = 't'
+	tagExpiry   byte = 'e'
+	tagExpIndex byte = 'x'
+	tagPacket   byte = 'p'
+	tagRetained byte = 'r'
+	tagGarbage  byte = 'g'
+)
+
+// Meta keys.
+// keyPending prefixes the markers of retained tables being written by Store: a
+// table whose marker is still there at open was interrupted and is collected.
+var keyPending = []byte{tagMeta, 'p'}
+
+var (
+	keyInfo     = []byte{tagMeta, 'i'} // SystemInfo blob
+	keySeq      = []byte{tagMeta, 'q'} // last sequence number handed out, u64
+	keySessions = []byte{tagMeta, 's'} // number of sessions, u64
+	keyRetained = []byte{tagMeta, 'r'} // number of retained messages, u64
+	keyRetGen   = []byte{tagMeta, 'g'} // generation of the live retained table, u64
+)
+
+func tagged(tag byte, id string) []byte {
+	k := make([]byte, 0, 1+len(id))
+	return append(append(k, tag), id...)
+}
+
+func sessionKey(id string) []byte { return tagged(tagSession, id) }
+func headerKey(id string) []byte  { return tagged(tagHeader, id) }
+func stateKey(id string) []byte   { return tagged(tagState, id) }
+func expiryKey(id string) []byte  { return tagged(tagExpiry, id) }
+
+// subPrefix is the prefix of every subscription key of session id. The id is
+// length-prefixed (uvarint, which is prefix-free) because a filter follows it: "a"
+// with filter "bc" and "ab" with filter "c" must not collide, and no id's prefix may
+// be the prefix of another's.
+func subPrefix(id string) []byte {
+	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(id))
+	k = append(k, tagSub)
+	k = binary.AppendUvarint(k, uint64(len(id)))
+	return append(k, id...)
+}
+
+func subKey(id, filter string) []byte {
+	return append(subPrefix(id), filter...)
+}
+
+// packetPrefix is the prefix of the packets of one queue; qid names the queue.
+func packetPrefix(qid uint64) []byte {
+	k := make([]byte, 9, 17)
+	k[0] = tagPacket
+	binary.BigEndian.PutUint64(k[1:], qid)
+	return k
+}
+
+func packetKey(qid, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(packetPrefix(qid), seq)
+}
+
+// packetSeq returns the sequence number of a packet key.
+func packetSeq(k []byte) (uint64, error) {
+	if len(k) != 17 {
+		return 0, fmt.Errorf("%w: packet key of %d bytes", persistence.ErrBrokenEntry, len(k))
+	}
+	return binary.BigEndian.Uint64(k[9:]), nil
+}
+
+func retainedPrefix(gen uint64) []byte {
+	k := make([]byte, 9, 9+16)
+	k[0] = tagRetained
+	binary.BigEndian.PutUint64(k[1:], gen)
+	return k
+}
+
+func retainedKey(gen uint64, topic string) []byte {
+	return append(retainedPrefix(gen), topic...)
+}
+
+// expIndexKey orders sessions by their earlier deadline: seconds shifted to sort
+// negative times first, nanoseconds, then the stamp of the ExpiryStore that wrote
+// it (unique, so two sessions never share a key), then the id.
+func expIndexKey(deadline [12]byte, stamp uint64, id string) []byte {
+	k := make([]byte, 0, 21+len(id))
+	k = append(k, tagExpIndex)
+	k = append(k, deadline[:]...)
+	k = binary.BigEndian.AppendUint64(k, stamp)
+	return append(k, id...)
+}
+
+// deadlineBytes is the deadline part of an expiry index key: seconds shifted so that
+// times before 1970 sort first, then nanoseconds, both big-endian.
+func deadlineBytes(t time.Time) [12]byte {
+	var d [12]byte
+	binary.BigEndian.PutUint64(d[:], uint64(t.Unix())^(1<<63))
+	binary.BigEndian.PutUint32(d[8:], uint32(t.Nanosecond()))
+	return d
+}
+
+// parseExpIndexKey returns the stamp and id of an expiry index key.
+func parseExpIndexKey(k []byte) (stamp uint64, id string, err error) {
+	if len(k) < 21 || k[0] != tagExpIndex {
+		return 0, "", fmt.Errorf("%w: expiry index key of %d bytes", persistence.ErrBrokenEntry, len(k))
+	}
+	return binary.BigEndian.Uint64(k[13:21]), string(k[21:]), nil
+}
+
+func garbageKey(prefix []byte) []byte {
+	return append([]byte{tagGarbage}, prefix...)
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
+
+func readU64(b []byte, what string) (uint64, error) {
+	if b == nil {
+		return 0, nil
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: %s record of %d bytes, want 8", persistence.ErrBrokenEntry, what, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// header is the fixed-size index record of a session: the stamp and deadline of its
+// expiry index entry (stamp 0 when it has no deadline), so that the entry can be
+// found without decoding the expiry blob, and, per packet class, the id of its queue (0
+// until the first append) and its packet count. Its presence is what makes a session
+// exist.
+type header struct {
+	stamp    uint64
+	deadline [12]byte // the deadline part of its expiry index key, when stamp != 0
+	q        [4]queueHead
+}
+
+type queueHead struct{ qid, n uint64 }
+
+const headerSize = 8 + 12 + 4*16
+
+func (h *header) encode() []byte {
+	b := make([]byte, 0, headerSize)
+	b = binary.BigEndian.AppendUint64(b, h.stamp)
+	b = append(b, h.deadline[:]...)
+	for _, q := range h.q {
+		b = binary.BigEndian.AppendUint64(b, q.qid)
+		b = binary.BigEndian.AppendUint64(b, q.n)
+	}
+	return b
+}
+
+func decodeHeader(b []byte) (header, error) {
+	var h header
+	if len(b) != headerSize {
+		return h, fmt.Errorf("%w: session header of %d bytes, want %d", persistence.ErrBrokenEntry, len(b), headerSize)
+	}
+	h.stamp = binary.BigEndian.Uint64(b)
+	copy(h.deadline[:], b[8:20])
+	for i := range h.q {
+		h.q[i].qid = binary.BigEndian.Uint64(b[20+16*i:])
+		h.q[i].n = binary.BigEndian.Uint64(b[28+16*i:])
+	}
+	return h, nil
+}

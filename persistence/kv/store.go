@@ -1,0 +1,487 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/groupcommit"
+)
+
+// Config is what [Open] needs besides the engine.
+type Config struct {
+	// Driver is the driver name: recorded in a new store's SystemInfo and used as
+	// the prefix of error messages.
+	Driver string
+	// Clock gives the creation time of a new store; nil means the system clock.
+	Clock persistence.Clock
+	// Logger receives diagnostics (garbage collection failures); nil discards them.
+	Logger *slog.Logger
+	// MaxGroup bounds the operations committed together; 0 means 1024.
+	MaxGroup int
+	// OnClose runs after the layer stopped using the engine and before it closes it
+	// (a driver stops its own background work there).
+	OnClose func()
+}
+
+// pageSize is the number of items an iteration reads per read transaction; callbacks
+// run between pages, with no transaction open.
+const pageSize = 256
+
+// gcChunk is the number of keys one garbage-collection transaction deletes.
+const gcChunk = 1024
+
+// Store implements persistence.Provider over an [Engine].
+type Store struct {
+	eng  Engine
+	cfg  Config
+	name string
+	info persistence.SystemInfo
+
+	committer *groupcommit.Committer[writeFn]
+
+	// seq is the last sequence number handed out by a committed transaction. Only the
+	// committer's goroutine advances it, after the commit.
+	seq atomic.Uint64
+	// commits counts committed write transactions: an iteration whose page was read
+	// before the count changed reads it again, so callbacks see their own writes.
+	commits atomic.Uint64
+	// gcPending is set when a commit left keys to collect.
+	gcPending atomic.Bool
+
+	// mu is held shared by read transactions and exclusively by Close, so that no
+	// read transaction is open when the engine closes.
+	mu        sync.RWMutex
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	gcMu sync.Mutex // serializes garbage collection
+}
+
+// writeFn is one caller's operation, run inside a shared write transaction. It must
+// write nothing when it returns an error, because the group transaction is rolled
+// back and run again without it, and it must be safe to run more than once.
+type writeFn func(w *writer) error
+
+// errAbort rolls back a group transaction in which one operation failed.
+var errAbort = errors.New("kv: operation failed, group rolled back")
+
+// Open opens the layer over eng: it records the schema version and system info in a
+// new store, refuses one written by a newer schema with persistence.ErrSchemaVersion,
+// finishes any garbage collection a crash interrupted and starts the group
+// committer. On error eng is closed.
+func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = persistence.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{eng: eng, cfg: cfg, name: cfg.Driver}
+	if err := s.init(ctx); err != nil {
+		_ = eng.Close()
+		return nil, err
+	}
+	s.committer = groupcommit.New(s.commit, cfg.MaxGroup)
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var (
+		raw []byte
+		seq uint64
+	)
+	err := eng(s).View(func(tx Tx) error {
+		v, err := tx.Get(keyInfo)
+		if err != nil {
+			return err
+		}
+		raw = append([]byte(nil), v...)
+		if v == nil {
+			raw = nil
+		}
+		q, err := tx.Get(keySeq)
+		if err != nil {
+			return err
+		}
+		seq, err = readU64(q, "sequence")
+		return err
+	})
+	if err != nil {
+		return s.wrap("read system info", err)
+	}
+	if raw == nil {
+		s.info = persistence.SystemInfo{
+			SchemaVersion: persistence.SchemaVersion,
+			CreatedAt:     s.cfg.Clock.Now(),
+			SDKVersion:    persistence.SDKVersion,
+			Driver:        s.name,
+		}
+		blob := persistence.EncodeSystemInfo(nil, s.info)
+		if err := s.eng.Update(func(tx Tx) error { return tx.Put(keyInfo, blob) }); err != nil {
+			return s.wrap("record system info", err)
+		}
+	} else {
+		info, err := persistence.DecodeSystemInfo(raw)
+		if err != nil {
+			return fmt.Errorf("%s: system info: %w", s.name, err)
+		}
+		if err := persistence.CheckSchema(info.SchemaVersion); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		s.info = info
+	}
+	s.seq.Store(seq)
+	if err := s.abandonPending(); err != nil {
+		return err
+	}
+	if err := s.collectGarbage(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func eng(s *Store) Engine { return s.eng }
+
+// abandonPending turns the retained tables of Store calls a crash interrupted into
+// garbage.
+func (s *Store) abandonPending() error {
+	var gens [][]byte
+	err := s.eng.View(func(tx Tx) error {
+		return tx.Iterate(keyPending, keyPending, func(k, _ []byte) (bool, error) {
+			gens = append(gens, append([]byte(nil), k...))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return s.wrap("read pending retained tables", err)
+	}
+	if len(gens) == 0 {
+		return nil
+	}
+	err = s.eng.Update(func(tx Tx) error {
+		for _, k := range gens {
+			if len(k) != len(keyPending)+8 {
+				return fmt.Errorf("%w: pending table marker of %d bytes", persistence.ErrBrokenEntry, len(k))
+			}
+			if err := tx.Put(garbageKey(append([]byte{tagRetained}, k[len(keyPending):]...)), []byte{}); err != nil {
+				return err
+			}
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s.wrap("abandon pending retained tables", err)
+}
+
+// Sessions returns the session store.
+func (s *Store) Sessions() persistence.Sessions { return (*sessions)(s) }
+
+// Retained returns the retained-message store.
+func (s *Store) Retained() persistence.Retained { return (*retained)(s) }
+
+// System returns the store's metadata.
+func (s *Store) System() persistence.System { return (*system)(s) }
+
+// Close commits the writes already queued, stops the committer, waits for read
+// transactions and closes the engine. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.committer.Close()
+		s.gcMu.Lock()
+		s.mu.Lock()
+		if s.cfg.OnClose != nil {
+			s.cfg.OnClose()
+		}
+		if err := s.eng.Close(); err != nil {
+			s.closeErr = fmt.Errorf("%s: close: %w", s.name, err)
+		}
+		s.mu.Unlock()
+		s.gcMu.Unlock()
+	})
+	return s.closeErr
+}
+
+// Engine returns the engine the store runs on. A driver's crash test closes it
+// directly, abandoning the store without its orderly Close.
+func (s *Store) Engine() Engine { return s.eng }
+
+func (s *Store) errClosed() error {
+	return fmt.Errorf("%s: %w", s.name, persistence.ErrClosed)
+}
+
+// wrap adds context to an engine error, mapping a closed engine to ErrClosed.
+func (s *Store) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrEngineClosed) {
+		return fmt.Errorf("%s: %s: %w: %w", s.name, what, persistence.ErrClosed, err)
+	}
+	return fmt.Errorf("%s: %s: %w", s.name, what, err)
+}
+
+// view runs fn in a read transaction after checking ctx and Close.
+func (s *Store) view(ctx context.Context, what string, fn func(tx Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return s.errClosed()
+	}
+	var fnErr error
+	err := s.eng.View(func(tx Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && err == fnErr {
+		return err // the layer's own error, already in context
+	}
+	return s.wrap(what, err)
+}
+
+// write runs fn in a group-committed write transaction and returns its own error.
+func (s *Store) write(ctx context.Context, fn writeFn) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return s.errClosed()
+	}
+	err := s.committer.Do(ctx, fn)
+	if errors.Is(err, groupcommit.ErrClosed) {
+		return s.errClosed()
+	}
+	if s.gcPending.Load() {
+		if gcErr := s.collectGarbage(); gcErr != nil {
+			// The operation itself committed; what is left is invisible and is
+			// collected by the next write or the next open.
+			s.cfg.Logger.Warn("garbage collection failed", "driver", s.name, "err", gcErr)
+		}
+	}
+	return err
+}
+
+// commit is the group committer's CommitFunc.
+func (s *Store) commit(group []*groupcommit.Request[writeFn]) {
+	live := make([]*groupcommit.Request[writeFn], 0, len(group))
+	for _, r := range group {
+		if err := r.Ctx.Err(); err != nil {
+			r.Err = err
+			continue
+		}
+		live = append(live, r)
+	}
+	s.commitGroup(live)
+}
+
+// commitGroup commits reqs in one transaction. An operation that fails is taken out
+// and the rest run again, so that every operation stays atomic; when the engine
+// refuses a transaction as too big, the operations before the one that overflowed
+// are committed first and the rest follow in a new transaction.
+func (s *Store) commitGroup(reqs []*groupcommit.Request[writeFn]) {
+	for len(reqs) > 0 {
+		failed, opErr, err := s.attempt(reqs)
+		if err != nil {
+			err = s.wrap("commit", err)
+			for _, r := range reqs {
+				r.Err = err
+			}
+			return
+		}
+		if failed < 0 {
+			for _, r := range reqs {
+				r.Err = nil
+			}
+			return
+		}
+		if errors.Is(opErr, ErrTxnTooBig) && failed > 0 {
+			s.commitGroup(reqs[:failed])
+			reqs = reqs[failed:]
+			continue
+		}
+		if errors.Is(opErr, ErrEngineClosed) {
+			opErr = s.wrap("write", opErr)
+		}
+		reqs[failed].Err = opErr
+		reqs = append(reqs[:failed:failed], reqs[failed+1:]...)
+	}
+}
+
+// attempt runs reqs in one write transaction. It returns the index of the first
+// operation that failed (the transaction was then rolled back) with its error, or -1
+// and the engine's error.
+func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr, err error) {
+	failed = -1
+	w := &writer{s: s}
+	err = s.eng.Update(func(tx Tx) error {
+		*w = writer{s: s, tx: tx, seq: s.seq.Load()}
+		for i, r := range reqs {
+			if err := r.Value(w); err != nil {
+				failed, opErr = i, err
+				return errAbort
+			}
+		}
+		return w.finish()
+	})
+	if failed >= 0 {
+		return failed, opErr, nil
+	}
+	if err != nil {
+		return -1, nil, err
+	}
+	s.seq.Store(w.seq)
+	s.commits.Add(1)
+	if w.garbage {
+		s.gcPending.Store(true)
+	}
+	return -1, nil, nil
+}
+
+// writer is the state of one group transaction.
+type writer struct {
+	s       *Store
+	tx      Tx
+	seq     uint64 // last sequence number handed out in this transaction
+	seq0    uint64
+	dSess   int64 // change of the session count
+	dRet    int64 // change of the retained count
+	garbage bool  // a garbage marker was written
+}
+
+// nextSeq hands out a store-wide sequence number: packets, queue ids and expiry
+// stamps all draw from it, so none is ever reused.
+func (w *writer) nextSeq() uint64 {
+	if w.seq0 == 0 {
+		w.seq0 = w.seq + 1
+	}
+	w.seq++
+	return w.seq
+}
+
+// finish writes the counters the transaction changed.
+func (w *writer) finish() error {
+	if w.seq0 != 0 {
+		if err := w.tx.Put(keySeq, u64(w.seq)); err != nil {
+			return err
+		}
+	}
+	if err := w.addCount(keySessions, w.dSess, "session count"); err != nil {
+		return err
+	}
+	return w.addCount(keyRetained, w.dRet, "retained count")
+}
+
+func (w *writer) addCount(key []byte, d int64, what string) error {
+	if d == 0 {
+		return nil
+	}
+	v, err := w.tx.Get(key)
+	if err != nil {
+		return err
+	}
+	n, err := readU64(v, what)
+	if err != nil {
+		return err
+	}
+	return w.tx.Put(key, u64(uint64(int64(n)+d)))
+}
+
+// markGarbage records that every key under prefix is to be deleted.
+func (w *writer) markGarbage(prefix []byte) error {
+	w.garbage = true
+	return w.tx.Put(garbageKey(prefix), []byte{})
+}
+
+// collectGarbage deletes the keys under every garbage marker, gcChunk keys per
+// transaction, then the marker. Markers are written in the transaction that made
+// their keys unreachable, so collection can stop anywhere and resume later.
+func (s *Store) collectGarbage() error {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	s.gcPending.Store(false)
+	for {
+		if s.closed.Load() {
+			return nil
+		}
+		var marker []byte
+		err := s.eng.View(func(tx Tx) error {
+			return tx.Iterate([]byte{tagGarbage}, []byte{tagGarbage}, func(k, _ []byte) (bool, error) {
+				marker = append([]byte(nil), k...)
+				return false, nil
+			})
+		})
+		if err != nil {
+			return s.wrap("garbage collection", err)
+		}
+		if marker == nil {
+			return nil
+		}
+		prefix := marker[1:]
+		for {
+			var keys [][]byte
+			err := s.eng.View(func(tx Tx) error {
+				return tx.Iterate(prefix, prefix, func(k, _ []byte) (bool, error) {
+					keys = append(keys, append([]byte(nil), k...))
+					return len(keys) < gcChunk, nil
+				})
+			})
+			if err != nil {
+				return s.wrap("garbage collection", err)
+			}
+			last := len(keys) < gcChunk
+			err = s.eng.Update(func(tx Tx) error {
+				for _, k := range keys {
+					if err := tx.Delete(k); err != nil {
+						return err
+					}
+				}
+				if last {
+					return tx.Delete(marker)
+				}
+				return nil
+			})
+			if err != nil {
+				return s.wrap("garbage collection", err)
+			}
+			if last {
+				break
+			}
+		}
+	}
+}
+
+// system implements persistence.System.
+type system Store
+
+// GetInfo returns the store's metadata, as recorded when it was created.
+func (sy *system) GetInfo(ctx context.Context) (persistence.SystemInfo, error) {
+	s := (*Store)(sy)
+	if err := ctx.Err(); err != nil {
+		return persistence.SystemInfo{}, err
+	}
+	if s.closed.Load() {
+		return persistence.SystemInfo{}, s.errClosed()
+	}
+	return s.info, nil
+}
+
+var (
+	_ persistence.Provider = (*Store)(nil)
+	_ persistence.Sessions = (*sessions)(nil)
+	_ persistence.Retained = (*retained)(nil)
+	_ persistence.System   = (*system)(nil)
+)
