@@ -1,0 +1,24 @@
+// Package badger is the mqttstore driver for Badger v4 (github.com/dgraph-io/badger/v4),
+// registered as "badger". It is a thin adapter: it parses the store URL, opens
+// Badger with options sized for a small machine, runs value-log garbage collection
+// in the background and hands its transactions to persistence/kv, which implements
+// the whole API (key layout, sequence numbers, counts, expiry index, group commit).
+//
+//	badger:///var/lib/mqtt/state?sync=always&memory=default&gc=5m
+//	badger://?inmemory=true
+//
+// Options:
+//   - sync=always (default): every commit is fsynced before the write returns
+//     (Badger SyncWrites); concurrent writers share commits. sync=none leaves the
+//     syncing to the OS: a process crash loses nothing, a power loss may.
+//   - memory=default|low: memtable, cache and value-log sizes. default suits a
+//     2-core machine with a few hundred MB to spare; low roughly quarters it.
+//   - gc=5m: how often value-log garbage collection runs.
+//   - inmemory=true: keep everything in memory (no path, nothing on disk).
+//
+// Badger's log goes to the store's logger at warning level and above. The directory
+// is created with mode 0700.
+//
+// This package imports persistence and persistence/kv; it must not import another
+// driver, the conformance suite or the broker.
+package badger

@@ -1,0 +1,15 @@
+package badger
+
+import (
+	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv"
+)
+
+// Crash abandons p as a killed process would: it closes the Badger database under
+// the store, without the store's orderly Close, so queued writes are not drained.
+// Badger's own Close still writes its memtable out, which a kill would not; what
+// that cannot hide is a commit acknowledged before it reached the write-ahead log,
+// which the kill test (a real SIGKILL) covers.
+func Crash(p persistence.Provider) error {
+	return p.(*kv.Store).Engine().(*engine).Close()
+}
