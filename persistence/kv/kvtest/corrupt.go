@@ -1,0 +1,185 @@
+package kvtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// Victim payloads: the corruption test damages the values holding these.
+var (
+	victimPacket   = []byte("victim packet payload")
+	victimRetained = []byte("victim retained payload")
+)
+
+// Rewrite is the driver's engine-specific step of the corruption and schema tests:
+// with the store closed, it opens the engine directly, calls fn for every stored
+// value, writes back the new value wherever fn returns ok, and returns how many it
+// wrote. The tests recognise values by decoding them, so a driver needs to know
+// nothing of the key layout.
+type Rewrite func(fn func(v []byte) (nv []byte, ok bool)) int
+
+// damage flips bits of the victim values, as a bad disk sector would.
+func damage(v []byte) ([]byte, bool) {
+	p, err := persistence.DecodePacket(v)
+	if err != nil || !(bytes.Equal(p.Data, victimPacket) || bytes.Equal(p.Data, victimRetained)) {
+		return nil, false
+	}
+	nv := bytes.Clone(v)
+	nv[len(nv)/2] ^= 0x5a
+	nv[len(nv)-1] ^= 0xff
+	return nv, true
+}
+
+// Schema opens a store at dsn, rewrites its recorded schema version to one newer
+// than this SDK's and checks that opening it again fails with
+// persistence.ErrSchemaVersion.
+func Schema(t *testing.T, dsn string, rewrite Rewrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := persistence.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	info, err := p.System().GetInfo(ctx)
+	if err != nil || info.SchemaVersion != persistence.SchemaVersion {
+		t.Fatalf("GetInfo = %+v, %v; want schema version %d", info, err, persistence.SchemaVersion)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := rewrite(func(v []byte) ([]byte, bool) {
+		info, err := persistence.DecodeSystemInfo(v)
+		if err != nil {
+			return nil, false
+		}
+		info.SchemaVersion = persistence.SchemaVersion + 1
+		return persistence.EncodeSystemInfo(nil, info), true
+	})
+	if n != 1 {
+		t.Fatalf("rewrote %d system info records, want 1", n)
+	}
+	p, err = persistence.Open(ctx, dsn)
+	if !errors.Is(err, persistence.ErrSchemaVersion) {
+		if p != nil {
+			_ = p.Close()
+		}
+		t.Fatalf("open of a store with a newer schema: %v, want ErrSchemaVersion", err)
+	}
+}
+
+// Corruption fills a store at dsn with packets and retained messages, closes it,
+// damages one packet and one retained message through rewrite, reopens the store
+// and checks that the damaged items read as persistence.ErrBrokenEntry while
+// everything else still loads, and that the damaged items can be deleted.
+func Corruption(t *testing.T, dsn string, rewrite Rewrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const id = "corrupt-session"
+	p, err := persistence.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	ss := p.Sessions()
+	if err := ss.Create(ctx, id, persistence.SessionBase{ProtocolVersion: 4}); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for i := range 5 {
+		data := []byte{byte('a' + i)}
+		if i == 2 {
+			data = victimPacket
+		}
+		seq, err := ss.PacketAppend(ctx, id, persistence.ClassUnAck, &persistence.PersistedPacket{QoS: 1, PacketID: uint16(i + 1), Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	topics := []string{"t/a", "t/victim", "t/c"}
+	for _, topic := range topics {
+		data := []byte(topic)
+		if topic == "t/victim" {
+			data = victimRetained
+		}
+		if err := p.Retained().Put(ctx, topic, &persistence.PersistedPacket{QoS: 1, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if n := rewrite(damage); n != 2 {
+		t.Fatalf("flip damaged %d values, want 2 (one packet, one retained message)", n)
+	}
+
+	p, err = persistence.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("reopen after corruption: %v", err)
+	}
+	defer p.Close()
+	ss = p.Sessions()
+	if _, err := ss.PacketGet(ctx, id, persistence.ClassUnAck, seqs[2]); !errors.Is(err, persistence.ErrBrokenEntry) {
+		t.Errorf("PacketGet of the damaged packet: %v, want ErrBrokenEntry", err)
+	}
+	if _, err := ss.PacketGet(ctx, id, persistence.ClassUnAck, seqs[3]); err != nil {
+		t.Errorf("PacketGet of an intact packet: %v", err)
+	}
+	var got []uint64
+	err = ss.PacketsForEach(ctx, id, persistence.ClassUnAck, func(pk *persistence.PersistedPacket) (bool, error) {
+		got = append(got, pk.Seq)
+		return false, nil
+	})
+	if !errors.Is(err, persistence.ErrBrokenEntry) {
+		t.Errorf("PacketsForEach over a damaged packet returned %v, want ErrBrokenEntry", err)
+	}
+	if want := []uint64{seqs[0], seqs[1], seqs[3], seqs[4]}; !equalSeqs(got, want) {
+		t.Errorf("PacketsForEach visited %v, want the intact packets %v", got, want)
+	}
+	if _, err := p.Retained().Get(ctx, "t/victim"); !errors.Is(err, persistence.ErrBrokenEntry) {
+		t.Errorf("Retained.Get of the damaged message: %v, want ErrBrokenEntry", err)
+	}
+	var loaded []string
+	err = p.Retained().Load(ctx, func(m *persistence.RetainedMessage) error {
+		loaded = append(loaded, m.Topic)
+		return nil
+	})
+	if !errors.Is(err, persistence.ErrBrokenEntry) || len(loaded) != 2 {
+		t.Errorf("Retained.Load = %v, %v; want the 2 intact messages and ErrBrokenEntry", loaded, err)
+	}
+	n := 0
+	if err := ss.LoadForEach(ctx, func(*persistence.LoadedSession) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("LoadForEach = %d sessions, %v; want 1, nil", n, err)
+	}
+	// A broken item can still be removed, after which everything loads cleanly.
+	if err := ss.PacketDelete(ctx, id, persistence.ClassUnAck, seqs[2]); err != nil {
+		t.Fatalf("PacketDelete of the damaged packet: %v", err)
+	}
+	if err := p.Retained().Delete(ctx, "t/victim"); err != nil {
+		t.Fatalf("Retained.Delete of the damaged message: %v", err)
+	}
+	err = ss.PacketsForEach(ctx, id, persistence.ClassUnAck, func(*persistence.PersistedPacket) (bool, error) { return false, nil })
+	if err != nil {
+		t.Errorf("PacketsForEach after deleting the damaged packet: %v", err)
+	}
+	if c, err := ss.PacketCount(ctx, id, persistence.ClassUnAck); err != nil || c != 4 {
+		t.Errorf("PacketCount = %d, %v; want 4", c, err)
+	}
+}
+
+func equalSeqs(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

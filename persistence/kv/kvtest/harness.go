@@ -1,0 +1,59 @@
+package kvtest
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/mqttstore/mqttstore/conformance"
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// Harness returns a conformance harness whose stores are opened from the URL
+// newURL(dir) makes for a fresh t.TempDir(). Reopen closes the store and opens the
+// same URL; Crash calls crash (which must release the engine without the store's
+// Close) and opens the same URL again.
+func Harness(newURL func(dir string) string, crash func(persistence.Provider) error) conformance.Harness {
+	var (
+		mu   sync.Mutex
+		urls = map[persistence.Provider]string{}
+	)
+	open := func(t testing.TB, dsn string, opts ...persistence.OpenOption) persistence.Provider {
+		t.Helper()
+		p, err := persistence.Open(context.Background(), dsn, opts...)
+		if err != nil {
+			t.Fatalf("open %s: %v", dsn, err)
+		}
+		mu.Lock()
+		urls[p] = dsn
+		mu.Unlock()
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	take := func(p persistence.Provider) string {
+		mu.Lock()
+		defer mu.Unlock()
+		dsn := urls[p]
+		delete(urls, p)
+		return dsn
+	}
+	return conformance.Harness{
+		New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+			return open(t, newURL(t.TempDir()), opts...)
+		},
+		Reopen: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+			dsn := take(p)
+			if err := p.Close(); err != nil {
+				t.Fatalf("close before reopen: %v", err)
+			}
+			return open(t, dsn, opts...)
+		},
+		Crash: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+			dsn := take(p)
+			if err := crash(p); err != nil {
+				t.Fatalf("crash: %v", err)
+			}
+			return open(t, dsn, opts...)
+		},
+	}
+}

@@ -1,0 +1,165 @@
+package bolt_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
+)
+
+// TestKillChild is the child side of TestKill; in an ordinary run it does nothing.
+func TestKillChild(t *testing.T) { kvtest.KillChild(t) }
+
+func TestKill(t *testing.T) {
+	kvtest.Kill(t, fileURL("always"), 24, time.Second)
+}
+
+// rewrite opens the closed store's file with bbolt itself and rewrites values.
+func rewrite(t *testing.T, path string) kvtest.Rewrite {
+	return func(fn func(v []byte) ([]byte, bool)) int {
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatalf("open %s with bbolt: %v", path, err)
+		}
+		defer db.Close()
+		n := 0
+		err = db.Update(func(tx *bbolt.Tx) error {
+			return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+				type kv struct{ k, v []byte }
+				var changes []kv
+				err := b.ForEach(func(k, v []byte) error {
+					if nv, ok := fn(v); ok {
+						changes = append(changes, kv{append([]byte(nil), k...), nv})
+					}
+					return nil
+				})
+				for _, c := range changes {
+					if err == nil {
+						err = b.Put(c.k, c.v)
+					}
+				}
+				n += len(changes)
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatalf("rewrite %s: %v", path, err)
+		}
+		return n
+	}
+}
+
+func TestCorruptValue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	kvtest.Corruption(t, "bolt://"+path, rewrite(t, path))
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	kvtest.Schema(t, "bolt://"+path, rewrite(t, path))
+}
+
+func TestBadOptions(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ query, mention string }{
+		{"sync=sometimes", "sync"},
+		{"sync=always&sync=none", "sync"},
+		{"timeout=soon", "timeout"},
+		{"timeout=-1s", "timeout"},
+		{"nosuch=1", "nosuch"},
+		{"memory=low", "memory"}, // a Badger option
+	} {
+		dsn := "bolt://" + filepath.Join(dir, "state.db") + "?" + tc.query
+		p, err := persistence.Open(context.Background(), dsn)
+		if err == nil {
+			_ = p.Close()
+			t.Errorf("Open(%q) succeeded", dsn)
+			continue
+		}
+		if !errors.Is(err, persistence.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("Open(%q) = %v; want ErrInvalidConfig naming %q", dsn, err, tc.mention)
+		}
+	}
+	if _, err := persistence.Open(context.Background(), "bolt://"); !errors.Is(err, persistence.ErrInvalidConfig) {
+		t.Errorf("Open without a path = %v; want ErrInvalidConfig", err)
+	}
+}
+
+func TestLockedFileTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	ctx := context.Background()
+	p, err := persistence.Open(ctx, "bolt://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// bbolt's flock is per open file, so a second open in this process is refused
+	// exactly as one from another process would be.
+	start := time.Now()
+	q, err := persistence.Open(ctx, "bolt://"+path+"?timeout=300ms")
+	if err == nil {
+		_ = q.Close()
+		t.Fatal("a second open of a locked file succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the second open failed after %v, want about the 300ms timeout", d)
+	}
+	if !strings.Contains(err.Error(), "locked") {
+		t.Errorf("error %q does not say the file is locked", err)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "state")
+	path := filepath.Join(dir, "state.db")
+	p, err := persistence.Open(context.Background(), "bolt://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{{dir, 0o700}, {path, 0o600}} {
+		st, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != c.mode {
+			t.Errorf("%s has mode %v, want %v", c.path, st.Mode().Perm(), c.mode)
+		}
+	}
+}
+
+func TestSyncModesPersist(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []string{"always", "batch", "none"} {
+		dsn := fileURL(mode)(t.TempDir())
+		p, err := persistence.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Sessions().Create(ctx, "c", persistence.SessionBase{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p, err = persistence.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := p.Sessions().Exists(ctx, "c"); !ok || err != nil {
+			t.Errorf("sync=%s: session lost across Close: %v, %v", mode, ok, err)
+		}
+		_ = p.Close()
+	}
+}
