@@ -1,71 +1,38 @@
 package badger_test
 
 import (
-	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/mqttstore/mqttstore/conformance"
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 	"github.com/mqttstore/mqttstore/providers/badger"
 )
 
-// stores remembers the URL each provider was opened with, for Reopen and Crash.
-var (
-	storesMu sync.Mutex
-	stores   = map[persistence.Provider]string{}
-)
-
-func dsnOf(p persistence.Provider) string {
-	storesMu.Lock()
-	defer storesMu.Unlock()
-	dsn := stores[p]
-	delete(stores, p)
-	return dsn
+func dirURL(query string) func(dir string) string {
+	return func(dir string) string { return "badger://" + filepath.Join(dir, "db") + "?" + query }
 }
 
-func open(t testing.TB, dsn string, opts ...persistence.OpenOption) persistence.Provider {
-	t.Helper()
-	p, err := persistence.Open(context.Background(), dsn, opts...)
-	if err != nil {
-		t.Fatalf("open %s: %v", dsn, err)
-	}
-	storesMu.Lock()
-	stores[p] = dsn
-	storesMu.Unlock()
-	t.Cleanup(func() { _ = p.Close() })
-	return p
+// The harness crashes a store with badger.Crash: the database is closed under the
+// store without its Close.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, kvtest.Harness(dirURL("sync=always"), badger.Crash))
 }
 
-func harness(sync string) conformance.Harness {
-	return conformance.Harness{
-		New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
-			return open(t, "badger://"+filepath.Join(t.TempDir(), "db")+"?sync="+sync, opts...)
-		},
-		Reopen: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
-			dsn := dsnOf(p)
-			if err := p.Close(); err != nil {
-				t.Fatalf("close: %v", err)
-			}
-			return open(t, dsn, opts...)
-		},
-		// Crash closes the Badger database under the store without the store's Close (see
-		// badger.Crash), then opens the same file again.
-		Crash: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
-			dsn := dsnOf(p)
-			if err := badger.Crash(p); err != nil {
-				t.Fatalf("crash: %v", err)
-			}
-			return open(t, dsn, opts...)
-		},
-	}
+// TestConformanceInMemory runs the suite on badger://?inmemory=true, which keeps
+// nothing across Close (no Reopen or Crash).
+func TestConformanceInMemory(t *testing.T) {
+	h := kvtest.Harness(func(string) string { return "badger://?inmemory=true" }, badger.Crash)
+	h.Reopen, h.Crash = nil, nil
+	conformance.Run(t, h)
 }
-
-func TestConformance(t *testing.T) { conformance.Run(t, harness("always")) }
 
 // BenchmarkConformance runs the standard workloads at sync=always and sync=none.
+// MQTTSTORE_BENCH_SCALE=0.01 makes a quick run.
 func BenchmarkConformance(b *testing.B) {
-	b.Run("sync=always", func(b *testing.B) { conformance.RunBench(b, harness("always")) })
-	b.Run("sync=none", func(b *testing.B) { conformance.RunBench(b, harness("none")) })
+	for _, sync := range []string{"always", "none"} {
+		b.Run("sync="+sync, func(b *testing.B) {
+			conformance.RunBench(b, kvtest.Harness(dirURL("sync="+sync), badger.Crash))
+		})
+	}
 }
