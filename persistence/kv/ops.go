@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mqttstore/mqttstore/persistence"
 )
@@ -175,26 +176,69 @@ func (w *writer) deletePackets(id string, class persistence.PacketClass, qid uin
 	if q.n == 0 || (qid != 0 && q.qid != qid) {
 		return nil
 	}
-	deleted := false
-	for _, seq := range seqs {
-		k := packetKey(q.qid, seq)
-		v, err := w.tx.Get(k)
-		if err != nil {
-			return err
-		}
-		if v == nil {
-			continue
-		}
-		if err := w.tx.Delete(k); err != nil {
-			return err
-		}
-		q.n--
-		deleted = true
+	present, err := w.presentPackets(q.qid, seqs)
+	if err != nil || len(present) == 0 {
+		return err
 	}
-	if !deleted {
-		return nil
+	for _, seq := range present {
+		if err := w.tx.Delete(packetKey(q.qid, seq)); err != nil {
+			return err
+		}
+	}
+	q.n -= uint64(len(present))
+	if q.n == 0 {
+		// Retire the drained queue: the next append starts a new one, so iterations
+		// never seek across the delete markers (tombstones) an LSM engine keeps for
+		// the old one until compaction.
+		q.qid = 0
 	}
 	return w.putHeader(id, &h)
+}
+
+// presentPackets returns the distinct seqs of queue qid that are stored. A few are
+// looked up one by one; many (an iteration's page of acknowledgements) are found by
+// one ordered scan over their range, which costs one seek instead of one per key.
+func (w *writer) presentPackets(qid uint64, seqs []uint64) ([]uint64, error) {
+	if len(seqs) <= 4 {
+		var present []uint64
+		for _, seq := range seqs {
+			if slices.Contains(present, seq) {
+				continue
+			}
+			v, err := w.tx.Get(packetKey(qid, seq))
+			if err != nil {
+				return nil, err
+			}
+			if v != nil {
+				present = append(present, seq)
+			}
+		}
+		return present, nil
+	}
+	want := slices.Clone(seqs)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	present := make([]uint64, 0, len(want))
+	i := 0
+	prefix := packetPrefix(qid)
+	err := w.tx.Iterate(prefix, packetKey(qid, want[0]), func(k, _ []byte) (bool, error) {
+		seq, err := packetSeq(k)
+		if err != nil {
+			return false, err
+		}
+		for i < len(want) && want[i] < seq {
+			i++
+		}
+		if i == len(want) {
+			return false, nil
+		}
+		if want[i] == seq {
+			present = append(present, seq)
+			i++
+		}
+		return i < len(want), nil
+	})
+	return present, err
 }
 
 // clearClasses empties the given classes of id by retiring their queues: the
