@@ -166,3 +166,7 @@ func TestGCLoopStopsOnClose(t *testing.T) {
 		t.Errorf("Put after Close = %v, want ErrClosed", err)
 	}
 }
+
+func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
+	kvtest.GroupCommit(t, dirURL("sync=always")(t.TempDir()))
+}

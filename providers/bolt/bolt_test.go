@@ -163,3 +163,7 @@ func TestSyncModesPersist(t *testing.T) {
 		_ = p.Close()
 	}
 }
+
+func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
+	kvtest.GroupCommit(t, fileURL("always")(t.TempDir()))
+}
