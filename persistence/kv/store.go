@@ -23,9 +23,6 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxGroup bounds the operations committed together; 0 means 1024.
 	MaxGroup int
-	// OnClose runs after the layer stopped using the engine and before it closes it
-	// (a driver stops its own background work there).
-	OnClose func()
 }
 
 // pageSize is the number of items an iteration reads per read transaction; callbacks
@@ -201,9 +198,6 @@ func (s *Store) Close() error {
 		s.committer.Close()
 		s.gcMu.Lock()
 		s.mu.Lock()
-		if s.cfg.OnClose != nil {
-			s.cfg.OnClose()
-		}
 		if err := s.eng.Close(); err != nil {
 			s.closeErr = fmt.Errorf("%s: close: %w", s.name, err)
 		}

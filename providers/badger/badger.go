@@ -119,59 +119,39 @@ func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Pro
 	if err != nil {
 		return nil, fmt.Errorf("badger: open %s: %w", c.dir, err)
 	}
-	e := &engine{db: db, quit: make(chan struct{}), logger: logger}
+	e := &engine{db: db, logger: logger}
 	if !c.inMemory {
-		e.wg.Go(func() { e.gcLoop(c.gc) })
+		e.gc = kv.Every(c.gc, e.collectValueLog)
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: logger, OnClose: e.stop})
+	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: logger})
 }
 
 // engine adapts a Badger database to kv.Engine.
 type engine struct {
 	db        *bdg.DB
 	logger    *slog.Logger
-	quit      chan struct{}
-	stopOnce  sync.Once
+	gc        *kv.Ticker // value-log GC; nil in memory
 	closeOnce sync.Once
 	closeErr  error
-	wg        sync.WaitGroup
 }
 
-// gcLoop runs value-log garbage collection every interval until stop: each run
-// rewrites value-log files until one is not worth rewriting.
-func (e *engine) gcLoop(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// collectValueLog rewrites value-log files until one is not worth rewriting (less
+// than half of it is garbage) or the loop is stopped.
+func (e *engine) collectValueLog(quit <-chan struct{}) {
 	for {
-		select {
-		case <-e.quit:
-			return
-		case <-t.C:
-		}
-		for {
-			err := e.db.RunValueLogGC(0.5)
-			if err == nil {
-				select {
-				case <-e.quit:
-					return
-				default:
-					continue
-				}
-			}
+		err := e.db.RunValueLogGC(0.5)
+		if err != nil {
 			if !errors.Is(err, bdg.ErrNoRewrite) && !errors.Is(err, bdg.ErrRejected) {
 				e.logger.Warn("badger value-log GC failed", "err", err)
 			}
-			break
+			return
+		}
+		select {
+		case <-quit:
+			return
+		default:
 		}
 	}
-}
-
-// stop ends the garbage-collection loop and waits for it.
-func (e *engine) stop() {
-	e.stopOnce.Do(func() {
-		close(e.quit)
-		e.wg.Wait()
-	})
 }
 
 func mapErr(err error) error {
@@ -196,7 +176,7 @@ func (e *engine) Update(fn func(kv.Tx) error) error {
 
 // Close stops garbage collection and closes Badger; it is idempotent.
 func (e *engine) Close() error {
-	e.stop()
+	e.gc.Stop()
 	e.closeOnce.Do(func() { e.closeErr = e.db.Close() })
 	return e.closeErr
 }

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -78,7 +77,7 @@ func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Pro
 	if err != nil {
 		return nil, err
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: cfg.Logger, OnClose: e.stop})
+	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: cfg.Logger})
 }
 
 func openEngine(c config) (*engine, error) {
@@ -106,40 +105,17 @@ func openEngine(c config) (*engine, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", c.path, err)
 	}
-	e := &engine{db: db, quit: make(chan struct{})}
+	e := &engine{db: db}
 	if c.sync == "batch" {
-		e.wg.Go(e.syncLoop)
+		e.syncer = kv.Every(syncInterval, func(<-chan struct{}) { _ = db.Sync() })
 	}
 	return e, nil
 }
 
 // engine adapts a bbolt database to kv.Engine.
 type engine struct {
-	db       *bbolt.DB
-	quit     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-}
-
-func (e *engine) syncLoop() {
-	t := time.NewTicker(syncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.quit:
-			return
-		case <-t.C:
-			_ = e.db.Sync()
-		}
-	}
-}
-
-// stop ends the background fsync loop (sync=batch) after a last fsync.
-func (e *engine) stop() {
-	e.stopOnce.Do(func() {
-		close(e.quit)
-		e.wg.Wait()
-	})
+	db     *bbolt.DB
+	syncer *kv.Ticker // sync=batch: the periodic fsync
 }
 
 func mapErr(err error) error {
@@ -160,10 +136,10 @@ func (e *engine) Update(fn func(kv.Tx) error) error {
 	return mapErr(e.db.Update(func(tx *bbolt.Tx) error { return fn(txn{tx.Bucket(bucket)}) }))
 }
 
-// Close stops the background loop, fsyncs (bbolt skips it under NoSync) and closes
+// Close stops the periodic fsync, fsyncs (bbolt skips it under NoSync) and closes
 // the file.
 func (e *engine) Close() error {
-	e.stop()
+	e.syncer.Stop()
 	var syncErr error
 	if e.db.NoSync {
 		syncErr = e.db.Sync()
@@ -174,7 +150,7 @@ func (e *engine) Close() error {
 // crash closes the file without the final fsync, as a killed process would leave it
 // (the lock is released; nothing more is flushed).
 func (e *engine) crash() error {
-	e.stop()
+	e.syncer.Stop()
 	return e.db.Close()
 }
 
