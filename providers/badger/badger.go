@@ -35,15 +35,9 @@ type config struct {
 
 func parseURL(u *url.URL) (config, error) {
 	var c config
-	if u == nil {
-		return c, fmt.Errorf("%w: badger: nil store URL", persistence.ErrInvalidConfig)
-	}
-	if u.User != nil || u.Fragment != "" {
-		return c, fmt.Errorf("%w: badger: store URL %q may only have a path and options", persistence.ErrInvalidConfig, u.Redacted())
-	}
-	c.dir = u.Host + u.Path
-	if u.Opaque != "" {
-		c.dir = u.Opaque
+	var err error
+	if c.dir, err = kv.URLPath(Name, u); err != nil {
+		return c, err
 	}
 	o := persistence.NewOptions(u.Query())
 	c.inMemory = o.Bool("inmemory", false)

@@ -40,20 +40,12 @@ type config struct {
 
 func parseURL(u *url.URL) (config, error) {
 	var c config
-	if u == nil {
-		return c, fmt.Errorf("%w: bolt: nil store URL", persistence.ErrInvalidConfig)
-	}
-	switch {
-	case u.Opaque != "":
-		c.path = u.Opaque
-	default:
-		c.path = u.Host + u.Path
+	var err error
+	if c.path, err = kv.URLPath(Name, u); err != nil {
+		return c, err
 	}
 	if c.path == "" {
 		return c, fmt.Errorf("%w: bolt: store URL %q has no file path; use bolt:///path/to/state.db", persistence.ErrInvalidConfig, u.Redacted())
-	}
-	if u.User != nil || u.Fragment != "" {
-		return c, fmt.Errorf("%w: bolt: store URL %q may only have a path and options", persistence.ErrInvalidConfig, u.Redacted())
 	}
 	o := persistence.NewOptions(u.Query())
 	c.sync = o.Enum("sync", "always", "always", "batch", "none")

@@ -2,7 +2,6 @@ package bolt_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,29 +67,17 @@ func TestNewerSchemaRefused(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct{ query, mention string }{
-		{"sync=sometimes", "sync"},
-		{"sync=always&sync=none", "sync"},
-		{"timeout=soon", "timeout"},
-		{"timeout=-1s", "timeout"},
-		{"nosuch=1", "nosuch"},
-		{"memory=low", "memory"}, // a Badger option
-	} {
-		dsn := "bolt://" + filepath.Join(dir, "state.db") + "?" + tc.query
-		p, err := persistence.Open(context.Background(), dsn)
-		if err == nil {
-			_ = p.Close()
-			t.Errorf("Open(%q) succeeded", dsn)
-			continue
-		}
-		if !errors.Is(err, persistence.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.mention) {
-			t.Errorf("Open(%q) = %v; want ErrInvalidConfig naming %q", dsn, err, tc.mention)
-		}
-	}
-	if _, err := persistence.Open(context.Background(), "bolt://"); !errors.Is(err, persistence.ErrInvalidConfig) {
-		t.Errorf("Open without a path = %v; want ErrInvalidConfig", err)
-	}
+	file := "bolt://" + filepath.Join(t.TempDir(), "state.db") + "?"
+	kvtest.BadURLs(t, map[string]string{
+		file + "sync=sometimes":        "sync",
+		file + "sync=always&sync=none": "sync",
+		file + "timeout=soon":          "timeout",
+		file + "timeout=-1s":           "timeout",
+		file + "nosuch=1":              "nosuch",
+		file + "memory=low":            "memory", // a Badger option
+		"bolt://":                      "path",
+		"bolt://user@host/x.db":        "only",
+	})
 }
 
 func TestLockedFileTimesOut(t *testing.T) {
