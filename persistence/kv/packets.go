@@ -155,8 +155,8 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		}
 		return err
 	}
+	page := make([]item, 0, pageSize)
 	for {
-		var page []item
 		commits := s.commits.Load()
 		gone := false
 		err := s.view(ctx, "iterate packets", func(tx Tx) error {
@@ -226,6 +226,9 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 			}
 			del, err := fn(it.p)
 			if del {
+				if pending == nil {
+					pending = make([]uint64, 0, len(page))
+				}
 				pending = append(pending, it.seq)
 			}
 			if err != nil {
