@@ -166,8 +166,10 @@ func (w *writer) updatePacket(id string, class persistence.PacketClass, p *persi
 
 // deletePackets removes the given packets of (id, class). When qid is not 0 they
 // are deleted only if the class still has that queue (an iteration's deletions must
-// not reach a queue created after the one it iterated was cleared).
-func (w *writer) deletePackets(id string, class persistence.PacketClass, qid uint64, seqs ...uint64) error {
+// not reach a queue created after the one it iterated was cleared). seen, when not
+// 0, is the commit count at which a read transaction saw every one of seqs stored:
+// if nothing changed since, they are deleted without being looked up again.
+func (w *writer) deletePackets(id string, class persistence.PacketClass, qid, seen uint64, seqs ...uint64) error {
 	h, err := w.header(id)
 	if err != nil {
 		return err
@@ -176,9 +178,12 @@ func (w *writer) deletePackets(id string, class persistence.PacketClass, qid uin
 	if q.n == 0 || (qid != 0 && q.qid != qid) {
 		return nil
 	}
-	present, err := w.presentPackets(q.qid, seqs)
-	if err != nil || len(present) == 0 {
-		return err
+	present := seqs
+	if seen == 0 || !w.unchangedSince(seen) {
+		var err error
+		if present, err = w.presentPackets(q.qid, seqs); err != nil || len(present) == 0 {
+			return err
+		}
 	}
 	for _, seq := range present {
 		if err := w.tx.Delete(packetKey(q.qid, seq)); err != nil {
@@ -361,7 +366,7 @@ func (w *writer) apply(op *persistence.Op, seqs []uint64) ([]uint64, error) {
 	case persistence.OpPacketUpdate:
 		return seqs, w.updatePacket(op.ID, op.Class, op.Packet)
 	case persistence.OpPacketDelete:
-		return seqs, w.deletePackets(op.ID, op.Class, 0, op.Seq)
+		return seqs, w.deletePackets(op.ID, op.Class, 0, 0, op.Seq)
 	case persistence.OpPacketsDelete:
 		return seqs, w.clearClasses(op.ID, op.Class)
 	case persistence.OpSubscriptionStore:

@@ -86,7 +86,7 @@ func (ss *sessions) PacketDelete(ctx context.Context, id string, class persisten
 	if !class.Valid() {
 		return s.invalidClass(class)
 	}
-	return s.write(ctx, func(w *writer) error { return w.deletePackets(id, class, 0, seq) })
+	return s.write(ctx, func(w *writer) error { return w.deletePackets(id, class, 0, 0, seq) })
 }
 
 // PacketCount returns the number of packets in (id, class), from the session's
@@ -137,6 +137,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		qid     uint64
 		next    uint64 // first sequence number of the next page
 		pending []uint64
+		seen    uint64 // commit count when the page holding pending was read
 		broken  brokenList
 		first   = true
 	)
@@ -144,11 +145,11 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		if len(pending) == 0 {
 			return nil
 		}
-		seqs := pending
+		seqs, at := pending, seen
 		pending = nil
 		// The deletions were asked for: apply them even if ctx ended meanwhile.
 		err := s.write(context.WithoutCancel(ctx), func(w *writer) error {
-			return w.deletePackets(id, class, qid, seqs...)
+			return w.deletePackets(id, class, qid, at, seqs...)
 		})
 		if errors.Is(err, persistence.ErrNotFound) {
 			return nil // the session was deleted meanwhile
@@ -158,6 +159,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 	page := make([]item, 0, pageSize)
 	for {
 		commits := s.commits.Load()
+		seen = commits
 		gone := false
 		err := s.view(ctx, "iterate packets", func(tx Tx) error {
 			page = page[:0]

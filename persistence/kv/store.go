@@ -324,6 +324,7 @@ func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr
 	err = s.eng.Update(func(tx Tx) error {
 		*w = writer{s: s, tx: tx, seq: s.seq.Load()}
 		for i, r := range reqs {
+			w.index = i
 			if err := r.Value(w); err != nil {
 				failed, opErr = i, err
 				return errAbort
@@ -354,6 +355,14 @@ type writer struct {
 	dSess   int64 // change of the session count
 	dRet    int64 // change of the retained count
 	garbage bool  // a garbage marker was written
+	index   int   // position of the running operation in the transaction
+}
+
+// unchangedSince reports whether the running operation sees exactly the state a read
+// transaction saw when the commit count was commits: nothing committed since, and no
+// operation ran before it in this transaction.
+func (w *writer) unchangedSince(commits uint64) bool {
+	return w.index == 0 && w.s.commits.Load() == commits
 }
 
 // nextSeq hands out a store-wide sequence number: packets, queue ids and expiry
