@@ -40,7 +40,27 @@ func tagged(tag byte, id string) []byte {
 	return append(append(k, tag), id...)
 }
 
-func sessionKey(id string) []byte { return tagged(tagSession, id) }
+// sessionKey length-prefixes the id like subPrefix does, so that sessions and
+// subscriptions sort in the same order and LoadForEach reads the subscriptions of a
+// page of sessions with one ordered scan.
+func sessionKey(id string) []byte {
+	k := subPrefix(id)
+	k[0] = tagSession
+	return k
+}
+
+// parseLenID splits a key made of a tag, a uvarint length and an id (then anything)
+// into the id and the rest.
+func parseLenID(k []byte) (id string, rest []byte, err error) {
+	if len(k) < 2 {
+		return "", nil, fmt.Errorf("%w: key of %d bytes", persistence.ErrBrokenEntry, len(k))
+	}
+	n, w := binary.Uvarint(k[1:])
+	if w <= 0 || n > uint64(len(k)-1-w) {
+		return "", nil, fmt.Errorf("%w: key with a bad id length", persistence.ErrBrokenEntry)
+	}
+	return string(k[1+w : 1+w+int(n)]), k[1+w+int(n):], nil
+}
 func headerKey(id string) []byte  { return tagged(tagHeader, id) }
 func stateKey(id string) []byte   { return tagged(tagState, id) }
 func expiryKey(id string) []byte  { return tagged(tagExpiry, id) }

@@ -111,3 +111,24 @@ func TestHeaderRoundTrip(t *testing.T) {
 		t.Errorf("readU64 of 1 byte = %v, want ErrBrokenEntry", err)
 	}
 }
+
+func TestSessionAndSubscriptionKeysSortAlike(t *testing.T) {
+	for _, a := range testIDs {
+		id, rest, err := parseLenID(sessionKey(a))
+		if err != nil || id != a || len(rest) != 0 {
+			t.Errorf("parseLenID(sessionKey(%q)) = %q, %q, %v", a, id, rest, err)
+		}
+		for _, b := range testIDs {
+			s := bytes.Compare(sessionKey(a)[1:], sessionKey(b)[1:])
+			u := bytes.Compare(subKey(a, "f")[1:], subKey(b, "f")[1:])
+			if (s < 0) != (u < 0) {
+				t.Errorf("sessions %q and %q sort differently from their subscriptions", a, b)
+			}
+		}
+	}
+	for _, bad := range [][]byte{{tagSession}, {tagSession, 5, 'a'}, {tagSession, 0xff}} {
+		if _, _, err := parseLenID(bad); !errors.Is(err, persistence.ErrBrokenEntry) {
+			t.Errorf("parseLenID(%q) = %v, want ErrBrokenEntry", bad, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -89,14 +90,14 @@ func (ss *sessions) Delete(ctx context.Context, id string) error {
 	return ss.st().write(ctx, func(w *writer) error { return w.deleteSession(id) })
 }
 
-// loadSession reads everything but the packets of the session whose base blob is
-// v. Broken blobs make the session broken as a whole.
+// loadSession reads the state and expiry of the session whose base blob is v.
+// Broken blobs make the session broken as a whole.
 func loadSession(tx Tx, id string, v []byte) (*persistence.LoadedSession, error) {
 	base, err := persistence.DecodeSessionBase(v)
 	if err != nil {
 		return nil, fmt.Errorf("session %q: %w", id, err)
 	}
-	ls := &persistence.LoadedSession{ID: id, Base: base}
+	ls := &persistence.LoadedSession{ID: id, Base: base, Subscriptions: []persistence.Subscription{}}
 	if v, err := tx.Get(stateKey(id)); err != nil {
 		return nil, err
 	} else if v != nil {
@@ -112,10 +113,6 @@ func loadSession(tx Tx, id string, v []byte) (*persistence.LoadedSession, error)
 			return nil, fmt.Errorf("expiry of session %q: %w", id, err)
 		}
 		ls.Expiry = &e
-	}
-	ls.Subscriptions, err = loadSubs(tx, id)
-	if err != nil {
-		return nil, err
 	}
 	return ls, nil
 }
@@ -137,6 +134,74 @@ func loadSubs(tx Tx, id string) ([]persistence.Subscription, error) {
 // after returns the smallest key greater than k.
 func after(k []byte) []byte { return append(append([]byte(nil), k...), 0) }
 
+// sessionItem is one session of a LoadForEach page.
+type sessionItem struct {
+	key    []byte
+	ls     *persistence.LoadedSession
+	broken error
+}
+
+// readSessionPage reads up to pageSize sessions from start, with their state and
+// expiry, then their subscriptions in one ordered scan: session and subscription
+// keys both start with the length-prefixed id, so the subscriptions of a page are
+// one contiguous, identically ordered range.
+func (s *Store) readSessionPage(tx Tx, start []byte) ([]sessionItem, error) {
+	prefix := []byte{tagSession}
+	var page []sessionItem
+	byID := map[string]*sessionItem{}
+	err := tx.Iterate(prefix, start, func(k, v []byte) (bool, error) {
+		it := sessionItem{key: append([]byte(nil), k...)}
+		id, rest, err := parseLenID(k)
+		if err == nil && len(rest) != 0 {
+			err = fmt.Errorf("%w: session key with %d trailing bytes", persistence.ErrBrokenEntry, len(rest))
+		}
+		if err == nil {
+			it.ls, err = loadSession(tx, id, v)
+		}
+		if err != nil {
+			if !errors.Is(err, persistence.ErrBrokenEntry) {
+				return false, err
+			}
+			it.broken = fmt.Errorf("%s: %w", s.name, err)
+		}
+		page = append(page, it)
+		return len(page) < pageSize, nil
+	})
+	if err != nil || len(page) == 0 {
+		return page, err
+	}
+	for i := range page {
+		if page[i].ls != nil {
+			byID[page[i].ls.ID] = &page[i]
+		}
+	}
+	// The subscription range of the page: from the first session's prefix to the end
+	// of the last one's.
+	first := append([]byte{tagSub}, page[0].key[1:]...)
+	last := append([]byte{tagSub}, page[len(page)-1].key[1:]...)
+	err = tx.Iterate([]byte{tagSub}, first, func(k, v []byte) (bool, error) {
+		if bytes.Compare(k, last) > 0 && !bytes.HasPrefix(k, last) {
+			return false, nil
+		}
+		id, filter, err := parseLenID(k)
+		if err != nil {
+			return true, nil // not a key of this page's sessions (cannot happen)
+		}
+		it := byID[id]
+		if it == nil || it.broken != nil {
+			return true, nil
+		}
+		sub, err := persistence.DecodeSubscription(v)
+		if err != nil {
+			it.broken = fmt.Errorf("%s: subscription %q of session %q: %w", s.name, filter, id, err)
+			return true, nil
+		}
+		it.ls.Subscriptions = append(it.ls.Subscriptions, sub)
+		return true, nil
+	})
+	return page, err
+}
+
 // LoadForEach calls fn for every session, in key order, reading pageSize sessions per
 // read transaction; fn runs with no transaction open. A page read before a write
 // committed is read again from the session about to be delivered, so a session
@@ -147,33 +212,15 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 	if fn == nil {
 		return fmt.Errorf("%s: %w: nil SessionLoader", s.name, persistence.ErrInvalidArgument)
 	}
-	type item struct {
-		key    []byte
-		ls     *persistence.LoadedSession
-		broken error
-	}
 	var broken brokenList
-	prefix := []byte{tagSession}
-	start := prefix
+	start := []byte{tagSession}
 	for {
-		var page []item
+		var page []sessionItem
 		commits := s.commits.Load()
 		err := s.view(ctx, "load sessions", func(tx Tx) error {
-			page = page[:0]
-			return tx.Iterate(prefix, start, func(k, v []byte) (bool, error) {
-				id := string(k[1:])
-				it := item{key: append([]byte(nil), k...)}
-				ls, err := loadSession(tx, id, v)
-				if err != nil {
-					if !errors.Is(err, persistence.ErrBrokenEntry) {
-						return false, err
-					}
-					it.broken = fmt.Errorf("%s: %w", s.name, err)
-				}
-				it.ls = ls
-				page = append(page, it)
-				return len(page) < pageSize, nil
-			})
+			var err error
+			page, err = s.readSessionPage(tx, start)
+			return err
 		})
 		if err != nil {
 			return err
