@@ -61,9 +61,9 @@ func parseLenID(k []byte) (id string, rest []byte, err error) {
 	}
 	return string(k[1+w : 1+w+int(n)]), k[1+w+int(n):], nil
 }
-func headerKey(id string) []byte  { return tagged(tagHeader, id) }
-func stateKey(id string) []byte   { return tagged(tagState, id) }
-func expiryKey(id string) []byte  { return tagged(tagExpiry, id) }
+func headerKey(id string) []byte { return tagged(tagHeader, id) }
+func stateKey(id string) []byte  { return tagged(tagState, id) }
+func expiryKey(id string) []byte { return tagged(tagExpiry, id) }
 
 // subPrefix is the prefix of every subscription key of session id. The id is
 // length-prefixed (uvarint, which is prefix-free) because a filter follows it: "a"
