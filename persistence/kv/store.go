@@ -23,6 +23,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxGroup bounds the operations committed together; 0 means 1024.
 	MaxGroup int
+	// MaxKeySize is the engine's largest key; 0 means no limit. A write whose key
+	// (which holds a session id, filter or topic) is longer fails with
+	// persistence.ErrInvalidArgument instead of an engine error.
+	MaxKeySize int
 }
 
 // pageSize is the number of items an iteration reads per read transaction; callbacks
@@ -322,6 +326,9 @@ func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr
 	failed = -1
 	w := &writer{s: s}
 	err = s.eng.Update(func(tx Tx) error {
+		if s.cfg.MaxKeySize > 0 {
+			tx = limitTx{Tx: tx, s: s}
+		}
 		*w = writer{s: s, tx: tx, seq: s.seq.Load()}
 		for i, r := range reqs {
 			w.index = i
@@ -344,6 +351,20 @@ func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr
 		s.gcPending.Store(true)
 	}
 	return -1, nil, nil
+}
+
+// limitTx refuses keys the engine cannot hold, as an invalid argument.
+type limitTx struct {
+	Tx
+	s *Store
+}
+
+func (t limitTx) Put(k, v []byte) error {
+	if len(k) > t.s.cfg.MaxKeySize {
+		return fmt.Errorf("%s: %w: a key of %d bytes exceeds the %d bytes this engine allows (session id, topic filter or topic too long)",
+			t.s.name, persistence.ErrInvalidArgument, len(k), t.s.cfg.MaxKeySize)
+	}
+	return t.Tx.Put(k, v)
 }
 
 // writer is the state of one group transaction.

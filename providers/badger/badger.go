@@ -16,6 +16,9 @@ import (
 	"github.com/mqttstore/mqttstore/persistence/kv"
 )
 
+// maxKeySize is the largest key Badger accepts (its Txn.modify limit).
+const maxKeySize = 65000
+
 // Name is the driver name the package registers, and so the scheme of its URLs.
 const Name = "badger"
 
@@ -117,7 +120,7 @@ func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Pro
 	if !c.inMemory {
 		e.gc = kv.Every(c.gc, e.collectValueLog)
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: logger})
+	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: logger, MaxKeySize: maxKeySize})
 }
 
 // engine adapts a Badger database to kv.Engine.

@@ -159,3 +159,6 @@ func TestGCLoopStopsOnClose(t *testing.T) {
 func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 	kvtest.GroupCommit(t, dirURL("sync=always")(t.TempDir()))
 }
+
+// Badger keys hold at most 65000 bytes; ids, filters and topics of 64000 bytes fit.
+func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, dirURL("sync=always")(t.TempDir()), 64000) }

@@ -69,7 +69,7 @@ func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Pro
 	if err != nil {
 		return nil, err
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: cfg.Logger})
+	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: cfg.Logger, MaxKeySize: bbolt.MaxKeySize})
 }
 
 func openEngine(c config) (*engine, error) {

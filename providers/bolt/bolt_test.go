@@ -154,3 +154,7 @@ func TestSyncModesPersist(t *testing.T) {
 func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 	kvtest.GroupCommit(t, fileURL("always")(t.TempDir()))
 }
+
+// bbolt keys hold at most 32768 bytes; with the key's tag and length prefix, ids,
+// filters and topics of 32000 bytes fit.
+func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, fileURL("always")(t.TempDir()), 32000) }

@@ -183,3 +183,36 @@ func equalSeqs(a, b []uint64) bool {
 	}
 	return true
 }
+
+// LongKeys checks that a topic, filter or session id too long for the engine's keys
+// is refused as persistence.ErrInvalidArgument, leaving the store usable, and that
+// one of limit bytes (what the driver documents) is stored.
+func LongKeys(t *testing.T, dsn string, limit int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := persistence.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	long := string(bytes.Repeat([]byte("x"), 70000))
+	if err := p.Retained().Put(ctx, long, &persistence.PersistedPacket{}); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Errorf("Put of a 70000-byte topic = %v, want ErrInvalidArgument", err)
+	}
+	if err := p.Sessions().Create(ctx, long, persistence.SessionBase{}); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Errorf("Create of a 70000-byte session id = %v, want ErrInvalidArgument", err)
+	}
+	ok := long[:limit]
+	if err := p.Retained().Put(ctx, ok, &persistence.PersistedPacket{Data: []byte("fits")}); err != nil {
+		t.Errorf("Put of a %d-byte topic: %v", limit, err)
+	}
+	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sessions().SubscriptionsStore(ctx, "s", persistence.Subscription{Filter: ok}); err != nil {
+		t.Errorf("SubscriptionsStore of a %d-byte filter: %v", limit, err)
+	}
+	if c, err := p.Sessions().Count(ctx); err != nil || c != 1 {
+		t.Errorf("Count = %d, %v; want 1", c, err)
+	}
+}
