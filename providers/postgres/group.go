@@ -1,0 +1,161 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mqttstore/mqttstore/persistence/groupcommit"
+)
+
+// stmt is one single-statement write. Its SQL returns at most one row, and no row is
+// how it reports its own failure (a missing session, an existing one): expected
+// failures are results, not SQL errors, so a group of statements from different
+// callers never aborts because one caller's operation "failed". What an SQL error
+// means is decided by the caller of run.
+type stmt struct {
+	what string
+	sql  string
+	args []any
+	// dest receives the row; nil means the statement returns no rows (Exec).
+	dest []any
+	// noRow is the operation's error when the statement returns no row.
+	noRow error
+}
+
+// result maps Scan's error: no row is the operation's own failure; anything else is
+// an SQL or connection error.
+func (s *stmt) result(err error) (opErr error, sqlErr error) {
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return s.noRow, nil
+	}
+	return nil, err
+}
+
+// queue adds s to b; its outcome is read by read.
+func (s *stmt) queue(b *pgx.Batch) { b.Queue(s.sql, s.args...) }
+
+// read reads s's result from br.
+func (s *stmt) read(br pgx.BatchResults) (opErr, sqlErr error) {
+	if s.dest == nil {
+		_, err := br.Exec()
+		return s.result(err)
+	}
+	return s.result(br.QueryRow().Scan(s.dest...))
+}
+
+// write runs s, through the group committer when there is one.
+func (p *provider) write(ctx context.Context, s *stmt) error {
+	if err := p.check(ctx); err != nil {
+		return err
+	}
+	if p.committer == nil {
+		return p.runOne(ctx, s)
+	}
+	err := p.committer.Do(ctx, s)
+	if errors.Is(err, groupcommit.ErrClosed) {
+		return p.errClosed()
+	}
+	return err
+}
+
+// runOne runs s alone, in its own implicit transaction.
+func (p *provider) runOne(ctx context.Context, s *stmt) error {
+	var err error
+	if s.dest == nil {
+		_, err = p.pool.Exec(ctx, s.sql, s.args...)
+	} else {
+		err = p.pool.QueryRow(ctx, s.sql, s.args...).Scan(s.dest...)
+	}
+	opErr, sqlErr := s.result(err)
+	if sqlErr != nil {
+		return p.wrap(ctx, s.what, sqlErr)
+	}
+	return opErr
+}
+
+// commitGroup is the group committer's commit function: it sends every request of
+// the group as one pipelined pgx.Batch, which PostgreSQL runs as one implicit
+// transaction ending at the batch's single Sync, so the group costs one round trip
+// and one WAL flush. Each statement's own failure is its row-less result and leaves
+// the others alone (this is what a SAVEPOINT per operation would buy, without its
+// two extra statements per operation). An SQL error, which PostgreSQL reports after
+// rolling the whole group back, makes the group run again one statement at a time,
+// so each caller gets its own outcome; a connection error fails the whole group,
+// whose commit may or may not have happened.
+func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
+	live := make([]*groupcommit.Request[*stmt], 0, len(group))
+	for _, r := range group {
+		if err := r.Ctx.Err(); err != nil {
+			r.Err = err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := groupContext(live)
+	defer cancel()
+	if len(live) == 1 {
+		live[0].Err = p.runOne(ctx, live[0].Value)
+		return
+	}
+	var b pgx.Batch
+	for _, r := range live {
+		r.Value.queue(&b)
+	}
+	results := make([]error, len(live))
+	var failed error
+	br := p.pool.SendBatch(ctx, &b)
+	for i, r := range live {
+		opErr, sqlErr := r.Value.read(br)
+		if sqlErr != nil {
+			failed = sqlErr
+			break
+		}
+		results[i] = opErr
+	}
+	if err := br.Close(); err != nil && failed == nil {
+		failed = err
+	}
+	if failed == nil {
+		for i, r := range live {
+			r.Err = results[i]
+		}
+		return
+	}
+	var pe *pgconn.PgError
+	if errors.As(failed, &pe) {
+		for _, r := range live {
+			r.Err = p.runOne(r.Ctx, r.Value)
+		}
+		return
+	}
+	for _, r := range live {
+		r.Err = p.wrap(r.Ctx, r.Value.what, failed)
+	}
+}
+
+// groupContext bounds a group's round trip by the latest deadline among its
+// requests, and leaves it unbounded if one of them has none: the group is shared, so
+// no single caller's cancellation may abort the others' writes.
+func groupContext(group []*groupcommit.Request[*stmt]) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, r := range group {
+		d, ok := r.Ctx.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}

@@ -1,0 +1,519 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// pageSize is how many rows an iteration reads per query: large enough that the
+// round trip is amortised, small enough that a page is a small allocation.
+const pageSize = 256
+
+type sessions provider
+
+func (ss *sessions) p() *provider { return (*provider)(ss) }
+
+// show quotes an id, filter or topic for an error message, shortened: they may be
+// 64 KiB long.
+func show(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q…(%d bytes)", s[:64], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func notFoundSession(id string) error {
+	return fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrNotFound)
+}
+
+func notFoundPacket(id string, c persistence.PacketClass, seq uint64) error {
+	return fmt.Errorf("postgres: session %s: %s packet %d: %w", show(id), c, seq, persistence.ErrNotFound)
+}
+
+func invalidClass(c persistence.PacketClass) error {
+	return fmt.Errorf("postgres: %w: packet class %d", persistence.ErrInvalidArgument, uint8(c))
+}
+
+// seqArg converts a sequence number for a bigint column. Stored sequence numbers
+// are positive int64s, so one beyond that range names no packet: -1 keeps the
+// statement valid (and its session check) instead of failing to encode.
+func seqArg(seq uint64) int64 {
+	if seq > math.MaxInt64 {
+		return -1
+	}
+	return int64(seq)
+}
+
+// ---- statements, shared by the single calls and Apply ----
+
+func createStmt(id string, base persistence.SessionBase) *stmt {
+	var one int32
+	return &stmt{
+		what:  "create session",
+		sql:   `INSERT INTO mqtt_sessions (h, id, base) VALUES ($1, $2, $3) ON CONFLICT (h) DO NOTHING RETURNING 1`,
+		args:  []any{hashOf(id), []byte(id), persistence.EncodeSessionBase(nil, base)},
+		dest:  []any{&one},
+		noRow: fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrAlreadyExists),
+	}
+}
+
+func deleteStmt(id string) *stmt {
+	return &stmt{what: "delete session", sql: `DELETE FROM mqtt_sessions WHERE h = $1`, args: []any{hashOf(id)}}
+}
+
+func appendStmt(id string, class persistence.PacketClass, p *persistence.PersistedPacket, seq *int64) *stmt {
+	return &stmt{
+		what: "append packet",
+		sql: `INSERT INTO mqtt_packets (h, class, seq, blob)
+			SELECT h, $2, nextval('mqtt_packet_seq'), $3 FROM mqtt_sessions WHERE h = $1 RETURNING seq`,
+		args:  []any{hashOf(id), int16(class), persistence.EncodePacket(nil, p)},
+		dest:  []any{seq},
+		noRow: notFoundSession(id),
+	}
+}
+
+func updateStmt(id string, class persistence.PacketClass, p *persistence.PersistedPacket) *stmt {
+	var one int32
+	return &stmt{
+		what:  "update packet",
+		sql:   `UPDATE mqtt_packets SET blob = $4 WHERE h = $1 AND class = $2 AND seq = $3 RETURNING 1`,
+		args:  []any{hashOf(id), int16(class), seqArg(p.Seq), persistence.EncodePacket(nil, p)},
+		dest:  []any{&one},
+		noRow: notFoundPacket(id, class, p.Seq),
+	}
+}
+
+// sessionScoped returns a statement that runs the data-modifying CTE del (which
+// uses $1 as the session hash) and reports a missing session as no row: deleting a
+// missing item is a no-op, but only in a session that exists.
+func sessionScoped(what, id, del string, args ...any) *stmt {
+	var one int32
+	return &stmt{
+		what:  what,
+		sql:   `WITH d AS (` + del + `) SELECT 1 FROM mqtt_sessions WHERE h = $1`,
+		args:  append([]any{hashOf(id)}, args...),
+		dest:  []any{&one},
+		noRow: notFoundSession(id),
+	}
+}
+
+func packetDeleteStmt(id string, class persistence.PacketClass, seq uint64) *stmt {
+	return sessionScoped("delete packet", id,
+		`DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = $3`, int16(class), seqArg(seq))
+}
+
+func packetsDeleteStmt(id string, classes []int16) *stmt {
+	return sessionScoped("delete packets", id,
+		`DELETE FROM mqtt_packets WHERE h = $1 AND class = ANY($2)`, classes)
+}
+
+func subscriptionsStoreStmt(id string, subs []persistence.Subscription) *stmt {
+	// ON CONFLICT may not touch a row twice in one statement: the last subscription
+	// for a filter wins here, as the interface asks.
+	last := make(map[string]int, len(subs))
+	for i, s := range subs {
+		last[s.Filter] = i
+	}
+	fhs := make([][]byte, 0, len(last))
+	blobs := make([][]byte, 0, len(last))
+	for i, s := range subs {
+		if last[s.Filter] == i {
+			fhs = append(fhs, hashOf(s.Filter))
+			blobs = append(blobs, persistence.EncodeSubscription(nil, s))
+		}
+	}
+	var one int32
+	return &stmt{
+		what: "store subscriptions",
+		sql: `WITH s AS (SELECT h FROM mqtt_sessions WHERE h = $1),
+			i AS (INSERT INTO mqtt_subscriptions (h, fh, blob)
+				SELECT s.h, t.fh, t.b FROM s, unnest($2::bytea[], $3::bytea[]) AS t(fh, b)
+				ON CONFLICT (h, fh) DO UPDATE SET blob = EXCLUDED.blob)
+			SELECT 1 FROM s`,
+		args:  []any{hashOf(id), fhs, blobs},
+		dest:  []any{&one},
+		noRow: notFoundSession(id),
+	}
+}
+
+func subscriptionsDeleteStmt(id string, filters []string) *stmt {
+	fhs := make([][]byte, len(filters))
+	for i, f := range filters {
+		fhs[i] = hashOf(f)
+	}
+	return sessionScoped("delete subscriptions", id,
+		`DELETE FROM mqtt_subscriptions WHERE h = $1 AND fh = ANY($2)`, fhs)
+}
+
+func subscriptionsDeleteAllStmt(id string) *stmt {
+	return sessionScoped("delete all subscriptions", id, `DELETE FROM mqtt_subscriptions WHERE h = $1`)
+}
+
+// sessionUpdate returns a statement that sets columns of session id; set uses $2….
+func sessionUpdate(what, id, set string, args ...any) *stmt {
+	var one int32
+	return &stmt{
+		what:  what,
+		sql:   `UPDATE mqtt_sessions SET ` + set + ` WHERE h = $1 RETURNING 1`,
+		args:  append([]any{hashOf(id)}, args...),
+		dest:  []any{&one},
+		noRow: notFoundSession(id),
+	}
+}
+
+func stateStoreStmt(id string, st *persistence.SessionState) *stmt {
+	return sessionUpdate("store state", id, `state = $2`, persistence.EncodeState(nil, st))
+}
+
+func stateDeleteStmt(id string) *stmt {
+	return sessionUpdate("delete state", id, `state = NULL`)
+}
+
+func expiryStoreStmt(id string, e persistence.SessionExpiry) *stmt {
+	if e.IsZero() {
+		return expiryDeleteStmt(id)
+	}
+	next := e.Next()
+	return sessionUpdate("store expiry", id, `expiry = $2, due_sec = $3, due_nsec = $4`,
+		persistence.EncodeExpiry(nil, e), next.Unix(), int32(next.Nanosecond()))
+}
+
+func expiryDeleteStmt(id string) *stmt {
+	return sessionUpdate("delete expiry", id, `expiry = NULL, due_sec = NULL, due_nsec = NULL`)
+}
+
+// ---- Sessions ----
+
+// Create inserts the session row; an existing one gives ErrAlreadyExists.
+func (ss *sessions) Create(ctx context.Context, id string, base persistence.SessionBase) error {
+	return ss.p().write(ctx, createStmt(id, base))
+}
+
+// Exists reports whether the session row exists.
+func (ss *sessions) Exists(ctx context.Context, id string) (bool, error) {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return false, err
+	}
+	var ok bool
+	err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mqtt_sessions WHERE h = $1)`, hashOf(id)).Scan(&ok)
+	return ok, p.wrap(ctx, "session exists", err)
+}
+
+// Count counts the session rows (an index-only scan of the primary key).
+func (ss *sessions) Count(ctx context.Context) (uint64, error) {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM mqtt_sessions`).Scan(&n)
+	return uint64(n), p.wrap(ctx, "count sessions", err)
+}
+
+// Delete removes the session row; the foreign keys cascade to its packets and
+// subscriptions.
+func (ss *sessions) Delete(ctx context.Context, id string) error {
+	return ss.p().write(ctx, deleteStmt(id))
+}
+
+// LoadForEach reads the sessions a page at a time, in primary-key order, each with
+// its subscriptions aggregated by the same query, and calls fn with no connection
+// held.
+func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoader) error {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return err
+	}
+	if fn == nil {
+		return fmt.Errorf("postgres: %w: nil SessionLoader", persistence.ErrInvalidArgument)
+	}
+	type row struct {
+		h, id, base, state, expiry []byte
+		subs                       [][]byte
+	}
+	last := []byte{}
+	page := make([]row, 0, pageSize)
+	for {
+		if err := p.check(ctx); err != nil {
+			return err
+		}
+		page = page[:0]
+		rows, err := p.pool.Query(ctx, `SELECT s.h, s.id, s.base, s.state, s.expiry,
+				ARRAY(SELECT blob FROM mqtt_subscriptions WHERE h = s.h)
+			FROM mqtt_sessions s WHERE s.h > $1 ORDER BY s.h LIMIT $2`, last, pageSize)
+		if err != nil {
+			return p.wrap(ctx, "load sessions", err)
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.h, &r.id, &r.base, &r.state, &r.expiry, &r.subs); err != nil {
+				rows.Close()
+				return p.wrap(ctx, "load sessions", err)
+			}
+			page = append(page, r)
+		}
+		if err := rows.Err(); err != nil {
+			return p.wrap(ctx, "load sessions", err)
+		}
+		for i := range page {
+			r := &page[i]
+			ls, err := decodeSession(r.id, r.base, r.state, r.expiry, r.subs)
+			if err != nil {
+				return err
+			}
+			if err := fn(ls); err != nil {
+				return iterResult(err)
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last = page[len(page)-1].h
+	}
+}
+
+func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*persistence.LoadedSession, error) {
+	ls := &persistence.LoadedSession{ID: string(id)}
+	var err error
+	if ls.Base, err = persistence.DecodeSessionBase(base); err != nil {
+		return nil, fmt.Errorf("postgres: session %s: %w", show(ls.ID), err)
+	}
+	if state != nil {
+		if ls.State, err = persistence.DecodeState(state); err != nil {
+			return nil, fmt.Errorf("postgres: state of session %s: %w", show(ls.ID), err)
+		}
+	}
+	if expiry != nil {
+		e, err := persistence.DecodeExpiry(expiry)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: expiry of session %s: %w", show(ls.ID), err)
+		}
+		ls.Expiry = &e
+	}
+	if ls.Subscriptions, err = decodeSubscriptions(ls.ID, subs); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+func decodeSubscriptions(id string, blobs [][]byte) ([]persistence.Subscription, error) {
+	subs := make([]persistence.Subscription, 0, len(blobs))
+	for _, b := range blobs {
+		s, err := persistence.DecodeSubscription(b)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: subscription of session %s: %w", show(id), err)
+		}
+		subs = append(subs, s)
+	}
+	return subs, nil
+}
+
+// iterResult maps a callback's error to the iteration's result.
+func iterResult(err error) error {
+	if errors.Is(err, persistence.ErrStopIteration) {
+		return nil
+	}
+	return err
+}
+
+// ---- Subscriptions ----
+
+// SubscriptionsStore upserts subs in one statement.
+func (ss *sessions) SubscriptionsStore(ctx context.Context, id string, subs ...persistence.Subscription) error {
+	for _, s := range subs {
+		if err := persistence.ValidateSubscription(s); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+	}
+	return ss.p().write(ctx, subscriptionsStoreStmt(id, subs))
+}
+
+// SubscriptionsDelete deletes the subscriptions with the given filters.
+func (ss *sessions) SubscriptionsDelete(ctx context.Context, id string, filters ...string) error {
+	for _, f := range filters {
+		if f == "" {
+			return fmt.Errorf("postgres: %w: empty topic filter", persistence.ErrInvalidArgument)
+		}
+	}
+	return ss.p().write(ctx, subscriptionsDeleteStmt(id, filters))
+}
+
+// SubscriptionsDeleteAll deletes every subscription of the session.
+func (ss *sessions) SubscriptionsDeleteAll(ctx context.Context, id string) error {
+	return ss.p().write(ctx, subscriptionsDeleteAllStmt(id))
+}
+
+// SubscriptionsLoad reads the session's subscriptions; no row means no session.
+func (ss *sessions) SubscriptionsLoad(ctx context.Context, id string) ([]persistence.Subscription, error) {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return nil, err
+	}
+	var blobs [][]byte
+	err := p.pool.QueryRow(ctx, `SELECT ARRAY(SELECT blob FROM mqtt_subscriptions WHERE h = $1)
+		FROM mqtt_sessions WHERE h = $1`, hashOf(id)).Scan(&blobs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFoundSession(id)
+	}
+	if err != nil {
+		return nil, p.wrap(ctx, "load subscriptions", err)
+	}
+	return decodeSubscriptions(id, blobs)
+}
+
+// ---- State ----
+
+// StateStore sets the session's state column.
+func (ss *sessions) StateStore(ctx context.Context, id string, st *persistence.SessionState) error {
+	if st == nil {
+		return fmt.Errorf("postgres: %w: nil session state", persistence.ErrInvalidArgument)
+	}
+	if st.Will != nil {
+		if err := persistence.ValidatePacket(st.Will); err != nil {
+			return fmt.Errorf("postgres: will: %w", err)
+		}
+	}
+	return ss.p().write(ctx, stateStoreStmt(id, st))
+}
+
+// StateGet reads the session's state column.
+func (ss *sessions) StateGet(ctx context.Context, id string) (*persistence.SessionState, error) {
+	blob, err := ss.column(ctx, id, "state")
+	if err != nil {
+		return nil, err
+	}
+	if blob == nil {
+		return nil, fmt.Errorf("postgres: state of session %s: %w", show(id), persistence.ErrNotFound)
+	}
+	st, err := persistence.DecodeState(blob)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: state of session %s: %w", show(id), err)
+	}
+	return st, nil
+}
+
+// column reads one bytea column of the session row (a fixed column name, never
+// input).
+func (ss *sessions) column(ctx context.Context, id, col string) ([]byte, error) {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return nil, err
+	}
+	var blob []byte
+	err := p.pool.QueryRow(ctx, `SELECT `+col+` FROM mqtt_sessions WHERE h = $1`, hashOf(id)).Scan(&blob)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFoundSession(id)
+	}
+	if err != nil {
+		return nil, p.wrap(ctx, "read "+col, err)
+	}
+	return blob, nil
+}
+
+// StateDelete clears the session's state column.
+func (ss *sessions) StateDelete(ctx context.Context, id string) error {
+	return ss.p().write(ctx, stateDeleteStmt(id))
+}
+
+// ---- Expiry ----
+
+// ExpiryStore sets the expiry blob and the indexed next deadline.
+func (ss *sessions) ExpiryStore(ctx context.Context, id string, e persistence.SessionExpiry) error {
+	return ss.p().write(ctx, expiryStoreStmt(id, e))
+}
+
+// ExpiryGet reads the expiry blob.
+func (ss *sessions) ExpiryGet(ctx context.Context, id string) (persistence.SessionExpiry, error) {
+	blob, err := ss.column(ctx, id, "expiry")
+	if err != nil {
+		return persistence.SessionExpiry{}, err
+	}
+	if blob == nil {
+		return persistence.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), persistence.ErrNotFound)
+	}
+	e, err := persistence.DecodeExpiry(blob)
+	if err != nil {
+		return persistence.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), err)
+	}
+	return e, nil
+}
+
+// ExpiryDelete clears the expiry columns.
+func (ss *sessions) ExpiryDelete(ctx context.Context, id string) error {
+	return ss.p().write(ctx, expiryDeleteStmt(id))
+}
+
+// ExpiredForEach walks the partial index on the next deadline from the earliest,
+// a page at a time, up to now; fn runs with no connection held.
+func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persistence.ExpiredLoader) error {
+	p := ss.p()
+	if err := p.check(ctx); err != nil {
+		return err
+	}
+	if fn == nil {
+		return fmt.Errorf("postgres: %w: nil ExpiredLoader", persistence.ErrInvalidArgument)
+	}
+	type row struct {
+		sec    int64
+		nsec   int32
+		h, id  []byte
+		expiry []byte
+	}
+	var (
+		lastSec  int64 = math.MinInt64
+		lastNsec int32 = -1
+		lastH          = []byte{}
+		page           = make([]row, 0, pageSize)
+	)
+	for {
+		if err := p.check(ctx); err != nil {
+			return err
+		}
+		page = page[:0]
+		rows, err := p.pool.Query(ctx, `SELECT due_sec, due_nsec, h, id, expiry FROM mqtt_sessions
+			WHERE due_sec IS NOT NULL AND (due_sec, due_nsec, h) > ($1, $2, $3) AND (due_sec, due_nsec) <= ($4, $5)
+			ORDER BY due_sec, due_nsec, h LIMIT $6`,
+			lastSec, lastNsec, lastH, now.Unix(), int32(now.Nanosecond()), pageSize)
+		if err != nil {
+			return p.wrap(ctx, "expired sessions", err)
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.sec, &r.nsec, &r.h, &r.id, &r.expiry); err != nil {
+				rows.Close()
+				return p.wrap(ctx, "expired sessions", err)
+			}
+			page = append(page, r)
+		}
+		if err := rows.Err(); err != nil {
+			return p.wrap(ctx, "expired sessions", err)
+		}
+		for i := range page {
+			r := &page[i]
+			id := string(r.id)
+			e, err := persistence.DecodeExpiry(r.expiry)
+			if err != nil {
+				return fmt.Errorf("postgres: expiry of session %s: %w", show(id), err)
+			}
+			if !e.Due(now) {
+				continue // the index column and the blob disagree only if tampered with
+			}
+			if err := fn(id, e); err != nil {
+				return iterResult(err)
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		r := page[len(page)-1]
+		lastSec, lastNsec, lastH = r.sec, r.nsec, r.h
+	}
+}
