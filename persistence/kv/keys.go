@@ -3,6 +3,7 @@ package kv
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
@@ -92,6 +93,10 @@ func packetKey(qid, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(packetPrefix(qid), seq)
 }
 
+// countKey holds the number of packets of queue qid. It sorts after every packet
+// of the queue, beside the newest ones, which is where appends write.
+func countKey(qid uint64) []byte { return packetKey(qid, math.MaxUint64) }
+
 // packetSeq returns the sequence number of a packet key.
 func packetSeq(k []byte) (uint64, error) {
 	if len(k) != 17 {
@@ -157,26 +162,24 @@ func readU64(b []byte, what string) (uint64, error) {
 
 // header is the fixed-size index record of a session: the stamp and deadline of its
 // expiry index entry (stamp 0 when it has no deadline), so that the entry can be
-// found without decoding the expiry blob, and, per packet class, the id of its queue (0
-// until the first append) and its packet count. Its presence is what makes a session
-// exist.
+// found without decoding the expiry blob, and, per packet class, the id of its queue
+// (0 while the class is empty). Its presence is what makes a session exist. Packet
+// counts are not here but at the tail of each queue (countKey), so that an append
+// dirties one leaf of an ordered engine instead of two.
 type header struct {
 	stamp    uint64
 	deadline [12]byte // the deadline part of its expiry index key, when stamp != 0
-	q        [4]queueHead
+	qid      [4]uint64
 }
 
-type queueHead struct{ qid, n uint64 }
-
-const headerSize = 8 + 12 + 4*16
+const headerSize = 8 + 12 + 4*8
 
 func (h *header) encode() []byte {
 	b := make([]byte, 0, headerSize)
 	b = binary.BigEndian.AppendUint64(b, h.stamp)
 	b = append(b, h.deadline[:]...)
-	for _, q := range h.q {
-		b = binary.BigEndian.AppendUint64(b, q.qid)
-		b = binary.BigEndian.AppendUint64(b, q.n)
+	for _, q := range h.qid {
+		b = binary.BigEndian.AppendUint64(b, q)
 	}
 	return b
 }
@@ -188,9 +191,8 @@ func decodeHeader(b []byte) (header, error) {
 	}
 	h.stamp = binary.BigEndian.Uint64(b)
 	copy(h.deadline[:], b[8:20])
-	for i := range h.q {
-		h.q[i].qid = binary.BigEndian.Uint64(b[20+16*i:])
-		h.q[i].n = binary.BigEndian.Uint64(b[28+16*i:])
+	for i := range h.qid {
+		h.qid[i] = binary.BigEndian.Uint64(b[20+8*i:])
 	}
 	return h, nil
 }

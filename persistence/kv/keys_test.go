@@ -95,8 +95,8 @@ func TestExpiryKeysSortByDeadline(t *testing.T) {
 
 func TestHeaderRoundTrip(t *testing.T) {
 	h := header{stamp: 9, deadline: deadlineBytes(time.Unix(5, 6))}
-	for i := range h.q {
-		h.q[i] = queueHead{qid: uint64(100 + i), n: uint64(i * 3)}
+	for i := range h.qid {
+		h.qid[i] = uint64(100 + i)
 	}
 	got, err := decodeHeader(h.encode())
 	if err != nil || got != h {

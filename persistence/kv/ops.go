@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/mqttstore/mqttstore/persistence"
@@ -73,9 +74,9 @@ func (w *writer) deleteSession(id string) error {
 	if err != nil || !ok {
 		return err
 	}
-	for _, q := range h.q {
-		if q.n > 0 {
-			if err := w.markGarbage(packetPrefix(q.qid)); err != nil {
+	for _, qid := range h.qid {
+		if qid != 0 {
+			if err := w.markGarbage(packetPrefix(qid)); err != nil {
 				return err
 			}
 		}
@@ -115,33 +116,51 @@ func (w *writer) deleteSubs(id string) error {
 	return nil
 }
 
-// appendPacket stores p at the tail of (id, class); h is the session's header,
-// updated in memory (the caller writes it).
-func (w *writer) appendPacket(h *header, class persistence.PacketClass, p *persistence.PersistedPacket) (uint64, error) {
-	q := &h.q[class-1]
-	if q.qid == 0 {
-		q.qid = w.nextSeq()
+// queueLen reads the packet count of queue qid (0 for no queue).
+func queueLen(tx Tx, qid uint64) (uint64, error) {
+	if qid == 0 {
+		return 0, nil
 	}
-	seq := w.nextSeq()
-	if err := w.tx.Put(packetKey(q.qid, seq), persistence.EncodePacket(nil, p)); err != nil {
+	v, err := tx.Get(countKey(qid))
+	if err != nil {
 		return 0, err
 	}
-	q.n++
-	return seq, nil
+	return readU64(v, "packet count")
 }
 
-func (w *writer) append(id string, class persistence.PacketClass, pkts ...*persistence.PersistedPacket) ([]uint64, error) {
+// appendBlobs stores packet blobs at the tail of (id, class) and returns their
+// sequence numbers. The header is written only when the class gets a new queue.
+func (w *writer) appendBlobs(id string, h *header, class persistence.PacketClass, blobs [][]byte) ([]uint64, error) {
+	qid := h.qid[class-1]
+	if qid == 0 {
+		qid = w.nextSeq()
+		h.qid[class-1] = qid
+		if err := w.putHeader(id, h); err != nil {
+			return nil, err
+		}
+	}
+	n, err := queueLen(w.tx, qid)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]uint64, len(blobs))
+	for i, b := range blobs {
+		seqs[i] = w.nextSeq()
+		// Engines keep b until the transaction ends; it is never modified, so a rerun
+		// of this operation may hand it over again.
+		if err := w.tx.Put(packetKey(qid, seqs[i]), b); err != nil {
+			return nil, err
+		}
+	}
+	return seqs, w.tx.Put(countKey(qid), u64(n+uint64(len(blobs))))
+}
+
+func (w *writer) append(id string, class persistence.PacketClass, blobs ...[]byte) ([]uint64, error) {
 	h, err := w.header(id)
 	if err != nil {
 		return nil, err
 	}
-	seqs := make([]uint64, len(pkts))
-	for i, p := range pkts {
-		if seqs[i], err = w.appendPacket(&h, class, p); err != nil {
-			return nil, err
-		}
-	}
-	return seqs, w.putHeader(id, &h)
+	return w.appendBlobs(id, &h, class, blobs)
 }
 
 func (w *writer) updatePacket(id string, class persistence.PacketClass, p *persistence.PersistedPacket) error {
@@ -149,16 +168,16 @@ func (w *writer) updatePacket(id string, class persistence.PacketClass, p *persi
 	if err != nil {
 		return err
 	}
-	q := h.q[class-1]
-	if q.n == 0 {
+	qid := h.qid[class-1]
+	if qid == 0 {
 		return w.s.notFoundPacket(id, class, p.Seq)
 	}
-	k := packetKey(q.qid, p.Seq)
+	k := packetKey(qid, p.Seq)
 	v, err := w.tx.Get(k)
 	if err != nil {
 		return err
 	}
-	if v == nil {
+	if v == nil || p.Seq == math.MaxUint64 {
 		return w.s.notFoundPacket(id, class, p.Seq)
 	}
 	return w.tx.Put(k, persistence.EncodePacket(nil, p))
@@ -174,29 +193,36 @@ func (w *writer) deletePackets(id string, class persistence.PacketClass, qid, se
 	if err != nil {
 		return err
 	}
-	q := &h.q[class-1]
-	if q.n == 0 || (qid != 0 && q.qid != qid) {
+	live := h.qid[class-1]
+	if live == 0 || (qid != 0 && live != qid) {
 		return nil
 	}
 	present := seqs
 	if seen == 0 || !w.unchangedSince(seen) {
-		var err error
-		if present, err = w.presentPackets(q.qid, seqs); err != nil || len(present) == 0 {
+		if present, err = w.presentPackets(live, seqs); err != nil || len(present) == 0 {
 			return err
 		}
+	}
+	n, err := queueLen(w.tx, live)
+	if err != nil {
+		return err
 	}
 	for _, seq := range present {
-		if err := w.tx.Delete(packetKey(q.qid, seq)); err != nil {
+		if err := w.tx.Delete(packetKey(live, seq)); err != nil {
 			return err
 		}
 	}
-	q.n -= uint64(len(present))
-	if q.n == 0 {
-		// Retire the drained queue: the next append starts a new one, so iterations
-		// never seek across the delete markers (tombstones) an LSM engine keeps for
-		// the old one until compaction.
-		q.qid = 0
+	n -= min(n, uint64(len(present)))
+	if n > 0 {
+		return w.tx.Put(countKey(live), u64(n))
 	}
+	// Retire the drained queue: the next append starts a new one, so iterations never
+	// seek across the delete markers (tombstones) an LSM engine keeps for the old one
+	// until compaction.
+	if err := w.tx.Delete(countKey(live)); err != nil {
+		return err
+	}
+	h.qid[class-1] = 0
 	return w.putHeader(id, &h)
 }
 
@@ -207,7 +233,7 @@ func (w *writer) presentPackets(qid uint64, seqs []uint64) ([]uint64, error) {
 	if len(seqs) <= 4 {
 		var present []uint64
 		for _, seq := range seqs {
-			if slices.Contains(present, seq) {
+			if seq == math.MaxUint64 || slices.Contains(present, seq) {
 				continue
 			}
 			v, err := w.tx.Get(packetKey(qid, seq))
@@ -220,7 +246,10 @@ func (w *writer) presentPackets(qid uint64, seqs []uint64) ([]uint64, error) {
 		}
 		return present, nil
 	}
-	want := slices.Clone(seqs)
+	want := slices.DeleteFunc(slices.Clone(seqs), func(s uint64) bool { return s == math.MaxUint64 })
+	if len(want) == 0 {
+		return nil, nil
+	}
 	slices.Sort(want)
 	want = slices.Compact(want)
 	present := make([]uint64, 0, len(want))
@@ -255,14 +284,13 @@ func (w *writer) clearClasses(id string, classes ...persistence.PacketClass) err
 	}
 	changed := false
 	for _, c := range classes {
-		q := &h.q[c-1]
-		if q.n == 0 {
+		if h.qid[c-1] == 0 {
 			continue
 		}
-		if err := w.markGarbage(packetPrefix(q.qid)); err != nil {
+		if err := w.markGarbage(packetPrefix(h.qid[c-1])); err != nil {
 			return err
 		}
-		*q = queueHead{}
+		h.qid[c-1] = 0
 		changed = true
 	}
 	if !changed {
@@ -358,7 +386,7 @@ func (w *writer) apply(op *persistence.Op, seqs []uint64) ([]uint64, error) {
 	case persistence.OpDelete:
 		return seqs, w.deleteSession(op.ID)
 	case persistence.OpPacketAppend:
-		s, err := w.append(op.ID, op.Class, op.Packet)
+		s, err := w.append(op.ID, op.Class, persistence.EncodePacket(nil, op.Packet))
 		if err != nil {
 			return seqs, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/mqttstore/mqttstore/persistence"
 )
@@ -19,10 +20,10 @@ func (ss *sessions) PacketAppend(ctx context.Context, id string, class persisten
 		return 0, fmt.Errorf("%s: %w", s.name, err)
 	}
 	// Encoding copies p, so the caller may reuse it once the call returns.
-	c := p.Clone()
+	blob := persistence.EncodePacket(nil, p)
 	var seq uint64
 	err := s.write(ctx, func(w *writer) error {
-		seqs, err := w.append(id, class, c)
+		seqs, err := w.append(id, class, blob)
 		if err == nil {
 			seq = seqs[0]
 		}
@@ -46,11 +47,11 @@ func (ss *sessions) PacketGet(ctx context.Context, id string, class persistence.
 		if !ok {
 			return s.notFoundSession(id)
 		}
-		q := h.q[class-1]
-		if q.n == 0 {
+		qid := h.qid[class-1]
+		if qid == 0 || seq == math.MaxUint64 {
 			return s.notFoundPacket(id, class, seq)
 		}
-		v, err := tx.Get(packetKey(q.qid, seq))
+		v, err := tx.Get(packetKey(qid, seq))
 		if err != nil {
 			return err
 		}
@@ -105,8 +106,8 @@ func (ss *sessions) PacketCount(ctx context.Context, id string, class persistenc
 		if !ok {
 			return s.notFoundSession(id)
 		}
-		n = h.q[class-1].n
-		return nil
+		n, err = queueLen(tx, h.qid[class-1])
+		return err
 	})
 	return n, err
 }
@@ -174,11 +175,11 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 				gone = true
 				return nil
 			}
-			q := h.q[class-1]
+			live := h.qid[class-1]
 			if first {
-				qid = q.qid
+				qid = live
 			}
-			if q.n == 0 || q.qid != qid {
+			if live == 0 || live != qid {
 				gone = true // empty, or cleared since the iteration started
 				return nil
 			}
@@ -274,20 +275,11 @@ func (ss *sessions) PacketsStore(ctx context.Context, id string, pp *persistence
 			if len(bs) == 0 {
 				continue
 			}
-			q := &h.q[ci]
-			if q.qid == 0 {
-				q.qid = w.nextSeq()
-			}
-			for _, b := range bs {
-				// Engines keep b until the transaction ends; it is never modified, so a
-				// rerun of this operation may hand it over again.
-				if err := w.tx.Put(packetKey(q.qid, w.nextSeq()), b); err != nil {
-					return err
-				}
-				q.n++
+			if _, err := w.appendBlobs(id, &h, persistence.PacketClass(ci+1), bs); err != nil {
+				return err
 			}
 		}
-		return w.putHeader(id, &h)
+		return nil
 	})
 }
 

@@ -48,6 +48,11 @@ type Store struct {
 	// seq is the last sequence number handed out by a committed transaction. Only the
 	// committer's goroutine advances it, after the commit.
 	seq atomic.Uint64
+	// reserved is the sequence number recorded in the store (keySeq): numbers up to it
+	// may have been handed out, so a reopen continues after it. It is raised by
+	// seqBlock at a time, so that most commits do not write it. Only the committer's
+	// goroutine uses it (and init, before the committer starts).
+	reserved uint64
 	// commits counts committed write transactions: an iteration whose page was read
 	// before the count changed reads it again, so callbacks see their own writes.
 	commits atomic.Uint64
@@ -141,6 +146,7 @@ func (s *Store) init(ctx context.Context) error {
 		s.info = info
 	}
 	s.seq.Store(seq)
+	s.reserved = seq
 	if err := s.abandonPending(); err != nil {
 		return err
 	}
@@ -329,7 +335,7 @@ func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr
 		if s.cfg.MaxKeySize > 0 {
 			tx = limitTx{Tx: tx, s: s}
 		}
-		*w = writer{s: s, tx: tx, seq: s.seq.Load()}
+		*w = writer{s: s, tx: tx, seq: s.seq.Load(), reserved: s.reserved}
 		for i, r := range reqs {
 			w.index = i
 			if err := r.Value(w); err != nil {
@@ -346,6 +352,7 @@ func (s *Store) attempt(reqs []*groupcommit.Request[writeFn]) (failed int, opErr
 		return -1, nil, err
 	}
 	s.seq.Store(w.seq)
+	s.reserved = w.reserved
 	s.commits.Add(1)
 	if w.garbage {
 		s.gcPending.Store(true)
@@ -371,8 +378,8 @@ func (t limitTx) Put(k, v []byte) error {
 type writer struct {
 	s       *Store
 	tx      Tx
-	seq     uint64 // last sequence number handed out in this transaction
-	seq0    uint64
+	seq      uint64 // last sequence number handed out in this transaction
+	reserved uint64 // what keySeq holds, or will once this transaction commits
 	dSess   int64 // change of the session count
 	dRet    int64 // change of the retained count
 	garbage bool  // a garbage marker was written
@@ -389,17 +396,20 @@ func (w *writer) unchangedSince(commits uint64) bool {
 // nextSeq hands out a store-wide sequence number: packets, queue ids and expiry
 // stamps all draw from it, so none is ever reused.
 func (w *writer) nextSeq() uint64 {
-	if w.seq0 == 0 {
-		w.seq0 = w.seq + 1
-	}
 	w.seq++
 	return w.seq
 }
 
-// finish writes the counters the transaction changed.
+// seqBlock is how far ahead of the numbers handed out keySeq is moved.
+const seqBlock = 4096
+
+// finish writes the counters the transaction changed. keySeq is written only when
+// the numbers handed out pass it: it then jumps seqBlock ahead, in the same
+// transaction, so no number it covers is ever handed out twice, even after a crash.
 func (w *writer) finish() error {
-	if w.seq0 != 0 {
-		if err := w.tx.Put(keySeq, u64(w.seq)); err != nil {
+	if w.seq > w.reserved {
+		w.reserved = w.seq + seqBlock
+		if err := w.tx.Put(keySeq, u64(w.reserved)); err != nil {
 			return err
 		}
 	}
