@@ -376,14 +376,14 @@ func (t limitTx) Put(k, v []byte) error {
 
 // writer is the state of one group transaction.
 type writer struct {
-	s       *Store
-	tx      Tx
+	s        *Store
+	tx       Tx
 	seq      uint64 // last sequence number handed out in this transaction
 	reserved uint64 // what keySeq holds, or will once this transaction commits
-	dSess   int64 // change of the session count
-	dRet    int64 // change of the retained count
-	garbage bool  // a garbage marker was written
-	index   int   // position of the running operation in the transaction
+	dSess    int64  // change of the session count
+	dRet     int64  // change of the retained count
+	garbage  bool   // a garbage marker was written
+	index    int    // position of the running operation in the transaction
 }
 
 // unchangedSince reports whether the running operation sees exactly the state a read
