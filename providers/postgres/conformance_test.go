@@ -1,0 +1,79 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mqttstore/mqttstore/conformance"
+	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/providers/postgres"
+	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+)
+
+// dsns remembers the schema each open provider lives in, so Reopen and Crash can
+// open it again.
+var dsns sync.Map // persistence.Provider → string
+
+func openDSN(t testing.TB, dsn string, opts ...persistence.OpenOption) persistence.Provider {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := persistence.Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatalf("open %s: %v", dsn, err)
+	}
+	dsns.Store(p, dsn)
+	t.Cleanup(func() { _ = p.Close(); dsns.Delete(p) })
+	return p
+}
+
+func dsnOf(t testing.TB, p persistence.Provider) string {
+	t.Helper()
+	v, ok := dsns.Load(p)
+	if !ok {
+		t.Fatalf("provider %p was not opened by this harness", p)
+	}
+	return v.(string)
+}
+
+// harness gives each store its own schema; options are appended to the DSN.
+func harness(options string) conformance.Harness {
+	return conformance.Harness{
+		New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+			return openDSN(t, pgtest.DSN(t)+options, opts...)
+		},
+		Reopen: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+			dsn := dsnOf(t, p)
+			if err := p.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			return openDSN(t, dsn, opts...)
+		},
+		Crash: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+			dsn := dsnOf(t, p)
+			postgres.Crash(p)
+			return openDSN(t, dsn, opts...)
+		},
+		CaseTimeout: time.Minute,
+	}
+}
+
+func TestConformance(t *testing.T) { conformance.Run(t, harness("")) }
+
+// TestConformanceNoGroupCommit runs the suite with every write sent on its own.
+func TestConformanceNoGroupCommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the suite already ran with group commit")
+	}
+	conformance.Run(t, harness("&group_commit=false"))
+}
+
+// BenchmarkConformance runs the standard workloads with the server's
+// synchronous_commit (on) and with synchronous_commit=off.
+// MQTTSTORE_BENCH_SCALE=0.01 makes a quick run.
+func BenchmarkConformance(b *testing.B) {
+	b.Run("sync=on", func(b *testing.B) { conformance.RunBench(b, harness("")) })
+	b.Run("sync=off", func(b *testing.B) { conformance.RunBench(b, harness("&synchronous_commit=off")) })
+}
