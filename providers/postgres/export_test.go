@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/mqttstore/mqttstore/persistence"
+import (
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
 
 // Crash abandons p as a killed process would: its pool is closed under it, with no
 // Close of the provider (no committer drain), and p is left unusable.
@@ -12,5 +16,6 @@ func Crash(p persistence.Provider) {
 	}
 }
 
-// Pool returns the provider's pgx pool, for tests that look at the database.
-func Pool(p persistence.Provider) any { return p.(*provider).pool }
+// Pool returns the provider's pgx pool, for tests that look at the database
+// underneath the driver (its search_path is the provider's schema).
+func Pool(p persistence.Provider) *pgxpool.Pool { return p.(*provider).pool }
