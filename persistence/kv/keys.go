@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -21,6 +22,8 @@ const (
 	tagPacket   byte = 'p'
 	tagRetained byte = 'r'
 	tagGarbage  byte = 'g'
+	// tagLongTopic holds the whole topic of a retained message whose key could not.
+	tagLongTopic byte = 'l'
 )
 
 // Meta keys.
@@ -114,6 +117,46 @@ func retainedPrefix(gen uint64) []byte {
 
 func retainedKey(gen uint64, topic string) []byte {
 	return append(retainedPrefix(gen), topic...)
+}
+
+// topicHashLen is the length of the hash that ends a long-form retained key.
+const topicHashLen = sha256.Size
+
+// longTopicPrefix is the prefix of the records holding the full topics of table
+// gen's long-form keys.
+func longTopicPrefix(gen uint64) []byte {
+	k := retainedPrefix(gen)
+	k[0] = tagLongTopic
+	return k
+}
+
+// topicKey is the key of topic in table gen for an engine whose keys hold at most
+// max bytes (0: no limit). A topic that fits is stored as is (retainedKey, shorter
+// than max). A longer one gets a long-form key of exactly max bytes: as much of the
+// topic as fits, so that prefix scans still find it, then the SHA-256 of the whole
+// topic; the whole topic is kept under longTopicKey. Only long-form keys are max
+// bytes long, so a scan tells the two apart by length.
+func topicKey(gen uint64, topic string, max int) (key []byte, long bool) {
+	k := retainedKey(gen, topic)
+	if max == 0 || len(k) < max {
+		return k, false
+	}
+	sum := sha256.Sum256([]byte(topic))
+	k = append(k[:max-topicHashLen], sum[:]...)
+	return k, true
+}
+
+// longTopicKey is where the whole topic of long-form key k (of table gen) is kept.
+func longTopicKey(gen uint64, k []byte) []byte {
+	return append(longTopicPrefix(gen), k[len(k)-topicHashLen:]...)
+}
+
+// scanPrefix cuts a topic prefix to what a long-form key holds of its topic.
+func scanPrefix(prefix string, max int) string {
+	if max == 0 {
+		return prefix
+	}
+	return prefix[:min(len(prefix), max-9-topicHashLen)]
 }
 
 // expIndexKey orders sessions by their earlier deadline: seconds shifted to sort

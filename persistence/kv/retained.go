@@ -57,16 +57,26 @@ func (r *retained) Put(ctx context.Context, topic string, p *persistence.Persist
 		if err != nil {
 			return err
 		}
-		k := retainedKey(gen, topic)
-		old, err := w.tx.Get(k)
-		if err != nil {
-			return err
-		}
-		if old == nil {
-			w.dRet++
-		}
-		return w.tx.Put(k, blob)
+		return w.putRetained(gen, topic, blob)
 	})
+}
+
+// putRetained stores blob as the message of topic in table gen.
+func (w *writer) putRetained(gen uint64, topic string, blob []byte) error {
+	k, long := topicKey(gen, topic, w.s.cfg.MaxKeySize)
+	old, err := w.tx.Get(k)
+	if err != nil {
+		return err
+	}
+	if old == nil {
+		w.dRet++
+		if long {
+			if err := w.tx.Put(longTopicKey(gen, k), []byte(topic)); err != nil {
+				return err
+			}
+		}
+	}
+	return w.tx.Put(k, blob)
 }
 
 // Get returns the retained message of topic, or persistence.ErrNotFound.
@@ -78,7 +88,8 @@ func (r *retained) Get(ctx context.Context, topic string) (*persistence.Persiste
 		if err != nil {
 			return err
 		}
-		v, err := tx.Get(retainedKey(gen, topic))
+		k, _ := topicKey(gen, topic, s.cfg.MaxKeySize)
+		v, err := tx.Get(k)
 		if err != nil {
 			return err
 		}
@@ -104,43 +115,57 @@ func (r *retained) Delete(ctx context.Context, topic string) error {
 		if err != nil {
 			return err
 		}
-		k := retainedKey(gen, topic)
+		k, long := topicKey(gen, topic, s.cfg.MaxKeySize)
 		old, err := w.tx.Get(k)
 		if err != nil || old == nil {
 			return err
 		}
 		w.dRet--
+		if long {
+			if err := w.tx.Delete(longTopicKey(gen, k)); err != nil {
+				return err
+			}
+		}
 		return w.tx.Delete(k)
 	})
 }
 
 // retainedItem is one message read by a page of a load.
 type retainedItem struct {
+	key   []byte // after the table prefix
 	topic string
 	p     *persistence.PersistedPacket
 	bad   error
 }
 
 // scanPage reads up to pageSize messages of the live table whose topic starts with
-// prefix and is at or after from, keeping those keep accepts. It also stops after
-// scanning a bounded number of keys, so a filter that matches few topics does not
-// hold one transaction over the whole table. more reports whether keys are left;
-// next is where to continue.
-func (s *Store) scanPage(ctx context.Context, prefix, from string, keep func(topic string) bool) (page []retainedItem, next string, more bool, err error) {
+// prefix and whose key (after the table prefix) is at or after from, keeping those
+// keep accepts. It also stops after scanning a bounded number of keys, so a filter
+// that matches few topics does not hold one transaction over the whole table. more
+// reports whether keys are left; next is where to continue.
+func (s *Store) scanPage(ctx context.Context, prefix string, from []byte, keep func(topic string) bool) (page []retainedItem, next []byte, more bool, err error) {
 	next = from
+	max := s.cfg.MaxKeySize
 	err = s.view(ctx, "load retained", func(tx Tx) error {
 		gen, err := readGen(tx)
 		if err != nil {
 			return err
 		}
-		kp := retainedKey(gen, prefix)
+		kp := retainedKey(gen, scanPrefix(prefix, max))
 		scanned := 0
-		return tx.Iterate(kp, retainedKey(gen, from), func(k, v []byte) (bool, error) {
-			topic := string(k[9:])
-			next = topic + "\x00"
+		return tx.Iterate(kp, append(retainedPrefix(gen), from...), func(k, v []byte) (bool, error) {
+			next = after(k[9:])
 			scanned++
+			topic := string(k[9:])
+			if max > 0 && len(k) == max {
+				full, err := tx.Get(longTopicKey(gen, k))
+				if err != nil {
+					return false, err
+				}
+				topic = string(full)
+			}
 			if keep(topic) {
-				it := retainedItem{topic: topic}
+				it := retainedItem{topic: topic, key: append([]byte(nil), k[9:]...)}
 				if it.p, err = persistence.DecodePacket(v); err != nil {
 					it.bad = fmt.Errorf("%s: retained message on %q: %w", s.name, topic, err)
 				}
@@ -161,7 +186,7 @@ func (s *Store) scanPage(ctx context.Context, prefix, from string, keep func(top
 // again from the message about to be delivered, so deleted messages are skipped and
 // replaced ones delivered in their new version.
 func (s *Store) deliver(ctx context.Context, prefix string, keep func(string) bool, fn persistence.RetainedLoader, broken *brokenList) error {
-	from := prefix
+	from := []byte(scanPrefix(prefix, s.cfg.MaxKeySize))
 	for {
 		commits := s.commits.Load()
 		page, next, more, err := s.scanPage(ctx, prefix, from, keep)
@@ -171,7 +196,7 @@ func (s *Store) deliver(ctx context.Context, prefix string, keep func(string) bo
 		reread := false
 		for i, it := range page {
 			if i > 0 && s.commits.Load() != commits {
-				from, reread = it.topic, true
+				from, reread = it.key, true
 				break
 			}
 			if it.bad != nil {
@@ -309,7 +334,7 @@ func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessag
 		err := s.write(ctx, func(w *writer) error {
 			for _, i := range idx {
 				m := msgs[i]
-				if err := w.tx.Put(retainedKey(gen, m.Topic), persistence.EncodePacket(nil, m.Packet)); err != nil {
+				if err := w.putRetained(gen, m.Topic, persistence.EncodePacket(nil, m.Packet)); err != nil {
 					return err
 				}
 			}
@@ -347,7 +372,7 @@ func (s *Store) abandonTable(gen uint64, err error) error {
 		if err := w.tx.Delete(append(append([]byte(nil), keyPending...), u64(gen)...)); err != nil {
 			return err
 		}
-		return w.markGarbage(retainedPrefix(gen))
+		return w.dropTable(gen)
 	})
 	return err
 }
@@ -374,7 +399,7 @@ func (w *writer) switchRetained(gen, n uint64, pending bool) error {
 		}
 	}
 	if cur > 0 {
-		if err := w.markGarbage(retainedPrefix(old)); err != nil {
+		if err := w.dropTable(old); err != nil {
 			return err
 		}
 	}
@@ -396,4 +421,12 @@ func (r *retained) Wipe(ctx context.Context) error {
 	return s.write(ctx, func(w *writer) error {
 		return w.switchRetained(w.nextSeq(), 0, false)
 	})
+}
+
+// dropTable marks retained table gen, with its long topics, as garbage.
+func (w *writer) dropTable(gen uint64) error {
+	if err := w.markGarbage(retainedPrefix(gen)); err != nil {
+		return err
+	}
+	return w.markGarbage(longTopicPrefix(gen))
 }

@@ -179,7 +179,11 @@ func (s *Store) abandonPending() error {
 			if len(k) != len(keyPending)+8 {
 				return fmt.Errorf("%w: pending table marker of %d bytes", persistence.ErrBrokenEntry, len(k))
 			}
-			if err := tx.Put(garbageKey(append([]byte{tagRetained}, k[len(keyPending):]...)), []byte{}); err != nil {
+			gen := k[len(keyPending):]
+			if err := tx.Put(garbageKey(append([]byte{tagRetained}, gen...)), []byte{}); err != nil {
+				return err
+			}
+			if err := tx.Put(garbageKey(append([]byte{tagLongTopic}, gen...)), []byte{}); err != nil {
 				return err
 			}
 			if err := tx.Delete(k); err != nil {

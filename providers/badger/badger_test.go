@@ -160,5 +160,6 @@ func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 	kvtest.GroupCommit(t, dirURL("sync=always")(t.TempDir()))
 }
 
-// Badger keys hold at most 65000 bytes; ids, filters and topics of 64000 bytes fit.
+// Badger keys hold at most 65000 bytes; session ids of 64000 bytes fit, retained
+// topics of any length.
 func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, dirURL("sync=always")(t.TempDir()), 64000) }

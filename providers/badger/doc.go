@@ -19,9 +19,9 @@
 // Badger's log goes to the store's logger at warning level and above. The directory
 // is created with mode 0700.
 //
-// Limit: Badger keys hold at most 65000 bytes, so a session id, topic filter or
-// retained topic longer than about 64900 bytes is refused with
-// persistence.ErrInvalidArgument (MQTT allows up to 65535).
+// Limit: Badger keys hold at most 65000 bytes, so a session id or topic filter longer
+// than about 64900 bytes is refused with persistence.ErrInvalidArgument (MQTT allows
+// up to 65535). Retained topics of any length are stored.
 //
 // This package imports persistence and persistence/kv; it must not import another
 // driver, the conformance suite or the broker.

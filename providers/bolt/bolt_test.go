@@ -155,6 +155,6 @@ func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 	kvtest.GroupCommit(t, fileURL("always")(t.TempDir()))
 }
 
-// bbolt keys hold at most 32768 bytes; with the key's tag and length prefix, ids,
-// filters and topics of 32000 bytes fit.
+// bbolt keys hold at most 32768 bytes; session ids of 32000 bytes fit, retained
+// topics of any length.
 func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, fileURL("always")(t.TempDir()), 32000) }

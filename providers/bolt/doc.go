@@ -17,9 +17,9 @@
 //
 // The directory is created with mode 0700 and the file with mode 0600.
 //
-// Limit: bbolt keys hold at most 32768 bytes, so a session id, topic filter or
-// retained topic longer than about 32000 bytes is refused with
-// persistence.ErrInvalidArgument (MQTT allows up to 65535).
+// Limit: bbolt keys hold at most 32768 bytes, so a session id or topic filter longer
+// than about 32000 bytes is refused with persistence.ErrInvalidArgument (MQTT allows
+// up to 65535). Retained topics of any length are stored.
 //
 // This package imports persistence and persistence/kv; it must not import another
 // driver, the conformance suite or the broker.

