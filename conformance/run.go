@@ -33,5 +33,18 @@ type area struct {
 
 // areas lists every top-level group, in the order Run runs them.
 var areas = []area{
+	{"Sessions", runSessions},
+	{"Packets", runPackets},
+	{"Subscriptions", runSubscriptions},
+	{"Retained", runRetained},
+	{"Expiry", runExpiry},
+	{"System", runSystem},
+	{"Errors", runErrors},
+	{"Close", runClose},
+	{"Context", runContext},
+	{"Concurrency", runConcurrency},
+	{"Batch", runBatch},
+	{"Bytes", runBytes},
 	{"Model", runModel},
+	{"Durability", runDurability},
 }
