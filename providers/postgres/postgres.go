@@ -224,6 +224,13 @@ func (p *provider) wrap(ctx context.Context, what string, err error) error {
 	if p.closed.Load() {
 		return fmt.Errorf("postgres: %s: %w: %w", what, persistence.ErrClosed, err)
 	}
+	var pe *pgconn.PgError
+	if ctx.Err() == nil && !errors.As(err, &pe) && !errors.Is(err, pgx.ErrNoRows) {
+		// A connection failed without the server answering: most likely the server
+		// went away, and every idle connection with it. Dropping them all now spares
+		// the next callers one failure each once the server is back.
+		p.pool.Reset()
+	}
 	return wrapErr(ctx, what, err)
 }
 
