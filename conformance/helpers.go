@@ -47,7 +47,8 @@ type env struct {
 	main chan func() // work the test goroutine must do (harness calls take t)
 
 	mu       sync.Mutex
-	finished bool // the test goroutine gave up or returned: t must not be used
+	finished bool   // the test goroutine gave up or returned: t must not be used
+	skip     string // why the body skipped the case (see skipf)
 }
 
 // caseAbort unwinds the body goroutine after a fatal failure.
@@ -103,6 +104,12 @@ func runCase(t *testing.T, h Harness, body func(e *env)) {
 		case f := <-e.main:
 			f()
 		case <-done:
+			e.mu.Lock()
+			skip := e.skip
+			e.mu.Unlock()
+			if skip != "" {
+				t.Skip(skip)
+			}
 			return
 		case <-hang.C:
 			e.mu.Lock()
@@ -185,6 +192,15 @@ func (e *env) fatalf(format string, args ...any) {
 	panic(caseAbort{})
 }
 
+// skipf ends the case body and skips the case; only physical limits the harness
+// declared may skip a case.
+func (e *env) skipf(format string, args ...any) {
+	e.mu.Lock()
+	e.skip = fmt.Sprintf(format, args...)
+	e.mu.Unlock()
+	panic(caseAbort{})
+}
+
 func (e *env) logf(format string, args ...any) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -198,7 +214,7 @@ func (e *env) logf(format string, args ...any) {
 // ok fails the case unless err is nil.
 func (e *env) ok(err error, what string, args ...any) {
 	if err != nil {
-		e.fatalf("%s: got error %v, want nil", fmt.Sprintf(what, args...), err)
+		e.fatalf("%s: got error %s, want nil", fmt.Sprintf(what, args...), errStr(err))
 	}
 }
 
@@ -219,11 +235,16 @@ func (e *env) isAny(err error, targets []error, what string, args ...any) {
 	e.fatalf("%s: got error %v, want one matching any of %q", fmt.Sprintf(what, args...), errStr(err), targets)
 }
 
+// errStr quotes err's message, shortened: some engines put whole values in theirs.
 func errStr(err error) string {
 	if err == nil {
 		return "nil"
 	}
-	return fmt.Sprintf("%q", err.Error())
+	msg := err.Error()
+	if len(msg) > 400 {
+		msg = msg[:400] + "…"
+	}
+	return fmt.Sprintf("%q", msg)
 }
 
 // eq fails the case when d (a diff) is not empty.
