@@ -11,8 +11,8 @@ import (
 func Crash(p persistence.Provider) {
 	pp := p.(*provider)
 	pp.pool.Close()
-	if pp.committer != nil {
-		pp.committer.Close()
+	for _, c := range pp.committers {
+		c.Close()
 	}
 }
 

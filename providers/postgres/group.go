@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,17 @@ type stmt struct {
 	dest []any
 	// noRow is the operation's error when the statement returns no row.
 	noRow error
+	// app is set for a PacketAppend: the group committer merges the appends of a
+	// group into one multi-row INSERT.
+	app *appendOp
+}
+
+// appendOp is a PacketAppend's values, for merging.
+type appendOp struct {
+	h     []byte
+	class int16
+	blob  []byte
+	seq   *int64
 }
 
 // result maps Scan's error: no row is the operation's own failure; anything else is
@@ -55,10 +67,11 @@ func (p *provider) write(ctx context.Context, s *stmt) error {
 	if err := p.check(ctx); err != nil {
 		return err
 	}
-	if p.committer == nil {
+	if len(p.committers) == 0 {
 		return p.runOne(ctx, s)
 	}
-	err := p.committer.Do(ctx, s)
+	c := p.committers[int(p.next.Add(1))%len(p.committers)]
+	err := c.Do(ctx, s)
 	if errors.Is(err, groupcommit.ErrClosed) {
 		return p.errClosed()
 	}
@@ -107,27 +120,54 @@ func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
 		live[0].Err = p.runOne(ctx, live[0].Value)
 		return
 	}
-	var b pgx.Batch
+	// Concurrent callers' operations are unordered with respect to each other, so
+	// the appends may go first, merged into one statement.
+	var apps, others []*groupcommit.Request[*stmt]
 	for _, r := range live {
+		if r.Value.app != nil {
+			apps = append(apps, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	if len(apps) < 2 {
+		others, apps = live, nil
+	}
+	var b pgx.Batch
+	if apps != nil {
+		queueAppends(&b, apps)
+	}
+	for _, r := range others {
 		r.Value.queue(&b)
 	}
-	results := make([]error, len(live))
-	var failed error
+	results := make([]error, len(others))
+	var appResults []error
 	br := p.pool.SendBatch(ctx, &b)
-	for i, r := range live {
-		opErr, sqlErr := r.Value.read(br)
-		if sqlErr != nil {
-			failed = sqlErr
-			break
+	failed := func() error {
+		if apps != nil {
+			var err error
+			if appResults, err = readAppends(br, apps); err != nil {
+				return err
+			}
 		}
-		results[i] = opErr
-	}
+		for i, r := range others {
+			opErr, sqlErr := r.Value.read(br)
+			if sqlErr != nil {
+				return sqlErr
+			}
+			results[i] = opErr
+		}
+		return nil
+	}()
 	if err := br.Close(); err != nil && failed == nil {
 		failed = err
 	}
 	if failed == nil {
-		for i, r := range live {
+		for i, r := range others {
 			r.Err = results[i]
+		}
+		for i, r := range apps {
+			r.Err = appResults[i]
 		}
 		return
 	}
@@ -158,4 +198,58 @@ func groupContext(group []*groupcommit.Request[*stmt]) (context.Context, context
 		}
 	}
 	return context.WithDeadline(context.Background(), latest)
+}
+
+// mergedAppend inserts one packet per element of the arrays, numbering them in
+// array order, and returns the sequence number of each by its ordinality; a packet
+// whose session does not exist returns no row.
+const mergedAppend = `WITH t AS (
+		SELECT t.o, s.h, t.c, t.b FROM unnest($1::bytea[], $2::smallint[], $3::bytea[]) WITH ORDINALITY AS t(h, c, b, o)
+		JOIN mqtt_sessions s ON s.h = t.h ORDER BY t.o),
+	v AS (SELECT o, h, c, b, nextval('mqtt_packet_seq') AS seq FROM t),
+	i AS (INSERT INTO mqtt_packets (h, class, seq, blob) SELECT h, c, seq, b FROM v)
+	SELECT o, seq FROM v`
+
+func queueAppends(b *pgx.Batch, apps []*groupcommit.Request[*stmt]) {
+	hs := make([][]byte, len(apps))
+	cs := make([]int16, len(apps))
+	bs := make([][]byte, len(apps))
+	for i, r := range apps {
+		a := r.Value.app
+		hs[i], cs[i], bs[i] = a.h, a.class, a.blob
+	}
+	b.Queue(mergedAppend, hs, cs, bs)
+}
+
+// readAppends reads mergedAppend's rows: each request gets its sequence number, or
+// its noRow error when its session was missing.
+func readAppends(br pgx.BatchResults, apps []*groupcommit.Request[*stmt]) ([]error, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	found := make([]bool, len(apps))
+	for rows.Next() {
+		var o, seq int64
+		if err := rows.Scan(&o, &seq); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if o < 1 || o > int64(len(apps)) {
+			rows.Close()
+			return nil, fmt.Errorf("merged append returned ordinality %d of %d", o, len(apps))
+		}
+		*apps[o-1].Value.app.seq = seq
+		found[o-1] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(apps))
+	for i, r := range apps {
+		if !found[i] {
+			errs[i] = r.Value.noRow
+		}
+	}
+	return errs, nil
 }

@@ -149,19 +149,26 @@ func (driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Pro
 		return nil, err
 	}
 	if c.groupCommit {
-		p.committer = groupcommit.New(p.commitGroup, 256)
+		p.committers = make([]*groupcommit.Committer[*stmt], committers)
+		for i := range p.committers {
+			p.committers[i] = groupcommit.New(p.commitGroup, 256)
+		}
 	}
 	return p, nil
 }
 
 // provider is an open store.
 type provider struct {
-	pool      *pgxpool.Pool
-	cfg       persistence.Config
-	schema    string
-	committer *groupcommit.Committer[*stmt] // nil without group commit
-	closed    atomic.Bool
-	closeOnce sync.Once
+	pool   *pgxpool.Pool
+	cfg    persistence.Config
+	schema string
+	// committers merge concurrent writes (none without group commit). More than one
+	// keeps a group filling while another is in flight, so the server overlaps one
+	// group's WAL flush with the next group's work.
+	committers []*groupcommit.Committer[*stmt]
+	next       atomic.Uint32
+	closed     atomic.Bool
+	closeOnce  sync.Once
 }
 
 func (p *provider) Sessions() persistence.Sessions  { return (*sessions)(p) }
@@ -187,8 +194,8 @@ func (p *provider) checkErr(ctxErr error) error {
 func (p *provider) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
-		if p.committer != nil {
-			p.committer.Close()
+		for _, c := range p.committers {
+			c.Close()
 		}
 		p.pool.Close()
 	})
