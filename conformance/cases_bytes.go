@@ -97,6 +97,13 @@ func (e *env) checkBinaryID(id string, neighbours []string) {
 	e.expired(e.clock.Now(), all...)
 	e.ok(e.ss.Delete(e.ctx, id), "Delete(%q)", id)
 	e.checkGone(id)
+	// Created again, the id starts empty.
+	e.create(id)
+	for _, c := range persistence.PacketClasses {
+		e.queue(id, c, nil)
+	}
+	e.subsSet(id)
+	e.ok(e.ss.Delete(e.ctx, id), "Delete(%q)", id)
 	for i, x := range neighbours {
 		st, err := e.ss.StateGet(e.ctx, x)
 		e.ok(err, "StateGet(%q) after deleting %q", x, id)

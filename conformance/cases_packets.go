@@ -303,12 +303,17 @@ func classCases(c persistence.PacketClass) []tcase {
 			e.queue("s", c, []*persistence.PersistedPacket{ps[0], ps[1], ps[3]})
 		}},
 		{"LongQueueAcrossPages", func(e *env) {
-			// 10k packets: more than any page or batch size of a driver.
+			// 10k packets (1500 in short mode): more than any page or batch size of a
+			// driver.
 			e.create("s")
 			ps := e.appendN("s", c, 3)
 			pp := &persistence.PersistedPackets{}
 			var bulk []*persistence.PersistedPacket
-			for i := range 10_000 {
+			n := 10_000
+			if testing.Short() {
+				n = 1500
+			}
+			for i := range n {
 				bulk = append(bulk, pkt(3+i))
 			}
 			switch c {
@@ -321,7 +326,7 @@ func classCases(c persistence.PacketClass) []tcase {
 			case persistence.ClassIncoming:
 				pp.Incoming = bulk
 			}
-			e.ok(e.ss.PacketsStore(e.ctx, "s", pp), "PacketsStore of 10000 packets")
+			e.ok(e.ss.PacketsStore(e.ctx, "s", pp), "PacketsStore of %d packets", n)
 			got := e.read("s", c)
 			if len(got) != len(ps)+len(bulk) {
 				e.fatalf("queue holds %d packets, want %d", len(got), len(ps)+len(bulk))
