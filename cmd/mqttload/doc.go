@@ -1,0 +1,39 @@
+// Command mqttload drives any MQTT 3.1.1 broker at a loopback address with N publishers
+// and M subscribers and reports throughput, end-to-end latency and whether every
+// message that had to arrive did arrive.
+//
+// It is built on github.com/eclipse/paho.mqtt.golang, a client library independent of
+// this repository, so it measures our broker (cmd/demo) and its peers (Mosquitto,
+// Mochi) with the same code; bench/run.sh runs the scenarios with it.
+//
+// Each payload carries a run id, the publisher's index, a sequence number and the
+// send time, so arrival can be matched to what was published and timed. Message g of
+// a run (g = seq*N + publisher) goes to topic <prefix>/<g mod M>, and subscriber j
+// subscribes to <prefix>/<j> (or to <prefix>/+ with -fanout).
+//
+// Verification: with -qos 1 or 2 and persistent subscribers (the default, -clean=false),
+// a message is owed to its subscriber once the publisher got its PUBACK/PUBCOMP; owed
+// messages that never arrive are reported as missing, and at QoS 2 a message that
+// arrives twice is a duplicate. Either makes the command exit with status 1.
+//
+// Phases (-phase):
+//   - run (default): subscribers connect and subscribe, publishers publish, the tool
+//     waits for everything owed to arrive (bounded by -settle and -timeout).
+//   - sessions: M persistent sessions are created with their subscriptions, then
+//     disconnected (-parallel bounds concurrent connections).
+//   - publish: publishers only, to sessions created earlier that are offline; what
+//     was acknowledged is written to -state.
+//   - drain: the subscribers of -state reconnect (without subscribing again, so lost
+//     subscriptions show as missing messages) and receive their queued messages;
+//     the drain time is reported.
+//   - wait: connect attempts until the broker answers with a CONNACK; the time is
+//     reported from -since (Unix nanoseconds, e.g. date +%s%N before starting it).
+//
+// -reconnect makes every client reconnect automatically and resume its persistent
+// session, so a run keeps going across broker restarts (bench scenario 4).
+//
+// Only loopback addresses are accepted unless -allow-remote is given.
+//
+// This command imports only the standard library and paho.mqtt.golang (its smoke test
+// also uses the broker and the mem driver); nothing imports it.
+package main
