@@ -1,0 +1,297 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// Options configures a Broker. Only Store is required.
+type Options struct {
+	// Store is required: the broker's only memory that outlives the process. The
+	// caller opens it and closes it after Shutdown.
+	Store persistence.Provider
+	// Logger receives the broker's diagnostics; nil means slog.Default().
+	Logger *slog.Logger
+	// TLSConfig, when non-nil, makes Serve and ListenAndServe speak TLS.
+	TLSConfig *tls.Config
+	// Hooks decide who may connect, publish and subscribe; nil funcs allow all.
+	Hooks Hooks
+	// Limits bound per-client resources; zero fields take documented defaults.
+	Limits Limits
+	// Clock is where the broker reads the time for every stored timestamp and
+	// deadline; nil means time.Now. Timers still run on real time.
+	Clock func() time.Time
+}
+
+// RestoreStats reports what New restored from the store.
+type RestoreStats struct {
+	Sessions         int // persistent sessions restored
+	Subscriptions    int // their subscriptions
+	QueuedMessages   int // QoS 1/2 messages queued, not yet sent
+	InflightMessages int // messages sent but not acknowledged (redelivered with DUP)
+	Retained         int // retained messages in the store
+	WillsFired       int // wills whose deadline had passed, published during New
+	SessionsExpired  int // sessions whose expiry had passed, removed during New
+}
+
+// Stats are the broker's counters since New.
+type Stats struct {
+	Connected     int64 // clients connected now
+	Connections   int64 // connections accepted (CONNACK success) in total
+	Sessions      int64 // sessions known now (online and offline persistent)
+	MessagesIn    int64 // PUBLISH packets accepted from clients (wills included)
+	MessagesOut   int64 // PUBLISH packets written to clients (redeliveries included)
+	Dropped       int64 // messages dropped for a subscriber: queue full, too large, expired, slow QoS 0
+	StorageErrors int64 // failed store calls (each also logged and reported to the client)
+}
+
+// storeTimeout bounds each store call, so a stuck store turns into an error the
+// client hears about instead of a hung connection.
+const storeTimeout = 30 * time.Second
+
+// Broker is an MQTT 3.1.1 and 5.0 server on top of a persistence.Provider. Create
+// it with New, run it with Serve or ListenAndServe, stop it with Shutdown.
+type Broker struct {
+	opts   Options
+	log    *slog.Logger
+	limits Limits
+	sess   persistence.Sessions
+	ret    persistence.Retained
+
+	// ctx is the parent of every store call; it ends when Shutdown has finished.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.RWMutex
+	sessions  map[string]*session // every known session, by client id
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	addr      net.Addr
+	closing   bool
+
+	wg         sync.WaitGroup // connection goroutines
+	bg         sync.WaitGroup // expiry loop
+	expiryKick chan struct{}
+	stopBG     chan struct{}
+	shutOnce   sync.Once
+	shutErr    error
+
+	restored RestoreStats
+	stats    struct {
+		connected, connections, in, out, dropped, storageErrors atomic.Int64
+	}
+	idSeq atomic.Uint64
+}
+
+// New restores the broker's state from opts.Store — every session, subscription,
+// queued and in-flight message, incoming QoS 2 state, retained message, pending
+// will and expiry deadline — and fires the wills and expiries whose deadline passed
+// while the broker was down. Queued messages are counted, not loaded: they are read
+// from the store a window at a time when delivered.
+func New(ctx context.Context, opts Options) (*Broker, error) {
+	if opts.Store == nil {
+		return nil, errors.New("broker: Options.Store is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	b := &Broker{
+		opts:       opts,
+		log:        opts.Logger,
+		limits:     opts.Limits.withDefaults(),
+		sess:       opts.Store.Sessions(),
+		ret:        opts.Store.Retained(),
+		sessions:   map[string]*session{},
+		conns:      map[*conn]struct{}{},
+		listeners:  map[net.Listener]struct{}{},
+		expiryKick: make(chan struct{}, 1),
+		stopBG:     make(chan struct{}),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if err := b.restore(ctx); err != nil {
+		b.cancel()
+		return nil, fmt.Errorf("broker: restoring state: %w", err)
+	}
+	b.bg.Add(1)
+	go b.expiryLoop()
+	return b, nil
+}
+
+func (b *Broker) now() time.Time { return b.opts.Clock() }
+
+// storeCtx returns the context for one store call.
+func (b *Broker) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, storeTimeout)
+}
+
+// storageError counts and logs a failed store call; callers then tell the client.
+func (b *Broker) storageError(op, client string, err error) {
+	b.stats.storageErrors.Add(1)
+	b.log.Error("broker: storage error", "op", op, "client", client, "err", err)
+}
+
+// Restored reports what New restored.
+func (b *Broker) Restored() RestoreStats { return b.restored }
+
+// Stats returns a snapshot of the broker's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.RLock()
+	n := len(b.sessions)
+	b.mu.RUnlock()
+	return Stats{
+		Connected:     b.stats.connected.Load(),
+		Connections:   b.stats.connections.Load(),
+		Sessions:      int64(n),
+		MessagesIn:    b.stats.in.Load(),
+		MessagesOut:   b.stats.out.Load(),
+		Dropped:       b.stats.dropped.Load(),
+		StorageErrors: b.stats.storageErrors.Load(),
+	}
+}
+
+// ErrServerClosed is returned by Serve and ListenAndServe when called after
+// Shutdown.
+var ErrServerClosed = errors.New("broker: server closed")
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (b *Broker) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return b.Serve(l)
+}
+
+// Serve accepts connections on l (wrapped in TLS when Options.TLSConfig is set)
+// until Shutdown or Close, and then returns nil. It returns an error when l fails
+// for another reason. l is closed when Serve returns.
+func (b *Broker) Serve(l net.Listener) error {
+	raw := l
+	if b.opts.TLSConfig != nil {
+		l = tls.NewListener(l, b.opts.TLSConfig)
+	}
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	b.listeners[l] = struct{}{}
+	b.addr = raw.Addr()
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.listeners, l)
+		b.mu.Unlock()
+		l.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			b.mu.RLock()
+			closing := b.closing
+			b.mu.RUnlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// A transient accept failure (e.g. out of file descriptors): wait
+				// and retry rather than stop serving everyone.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("broker: accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !b.track(nil) {
+			nc.Close()
+			return nil
+		}
+		go func() {
+			defer b.wg.Done()
+			b.serveConn(nc)
+		}()
+	}
+}
+
+// track adds one to the connection wait group unless the broker is shutting down.
+func (b *Broker) track(c *conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	if c != nil {
+		b.conns[c] = struct{}{}
+		return true
+	}
+	b.wg.Add(1)
+	return true
+}
+
+// Addr returns the address of the listener of the last Serve call (nil before).
+func (b *Broker) Addr() net.Addr {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.addr
+}
+
+// Shutdown stops accepting connections, disconnects every client (5.0: DISCONNECT
+// 0x8B server shutting down), records each persistent session's disconnect time,
+// will and expiry deadlines in the store, stops the expiry timer and waits for every
+// goroutine of the broker, or until ctx ends. No will is published during shutdown
+// (see the package documentation). It does not close the Store.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.shutOnce.Do(func() {
+		b.mu.Lock()
+		b.closing = true
+		for l := range b.listeners {
+			l.Close()
+		}
+		conns := make([]*conn, 0, len(b.conns))
+		for c := range b.conns {
+			conns = append(conns, c)
+		}
+		b.mu.Unlock()
+		for _, c := range conns {
+			c.shutdownClose()
+		}
+		close(b.stopBG)
+		done := make(chan struct{})
+		go func() {
+			b.wg.Wait()
+			b.bg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.shutErr = ctx.Err()
+		}
+		b.cancel()
+	})
+	return b.shutErr
+}
+
+// Close is Shutdown with a five-second deadline.
+func (b *Broker) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return b.Shutdown(ctx)
+}

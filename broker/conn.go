@@ -1,0 +1,330 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mqttstore/mqttstore/broker/packet"
+)
+
+// How a connection ended, which decides what happens to its will.
+type disposition uint8
+
+const (
+	dispLost     disposition = iota // network error, keepalive timeout, protocol violation: will published
+	dispNormal                      // DISCONNECT 0x00: will discarded
+	dispWill                        // 5.0 DISCONNECT 0x04: will published
+	dispShutdown                    // broker shutdown: will kept pending in the store, not published now
+)
+
+const (
+	// connectTimeout bounds how long a new connection may take to send CONNECT.
+	connectTimeout = 10 * time.Second
+	// writeTimeout bounds one flush to a client; a client that does not read for
+	// this long is disconnected.
+	writeTimeout = 30 * time.Second
+	// outQueue is how many encoded packets may wait for the writer. Beyond it a
+	// QoS 0 message is dropped and anything else disconnects the client as too
+	// slow (its QoS 1/2 messages stay in flight in the store for the next
+	// connection).
+	outQueue = 1024
+)
+
+// conn is one network connection. Three goroutines serve it: the reader (which
+// runs every handler, so a client's packets are processed in order), the writer
+// and the delivery pump.
+type conn struct {
+	b        *Broker
+	nc       net.Conn
+	br       *bufio.Reader
+	ctx      context.Context // ends with the connection; for hooks
+	cancel   context.CancelFunc
+	version  byte
+	info     ClientInfo
+	sess     *session
+	window   int    // outbound in-flight limit
+	maxOut   uint32 // client's maximum packet size, 0 = protocol maximum
+	keepDur  time.Duration
+	out      chan []byte
+	kick     chan struct{}
+	done     chan struct{} // closed when the connection starts closing
+	finished chan struct{} // closed when the session is detached and goroutines ended
+
+	closeOnce sync.Once
+	dispMu    sync.Mutex
+	disp      disposition
+	// expiryOnDisconnect is a 5.0 DISCONNECT's new session expiry interval, if any.
+	expiryOnDisconnect *time.Duration
+}
+
+func (b *Broker) serveConn(nc net.Conn) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	c := &conn{
+		b: b, nc: nc, br: bufio.NewReaderSize(nc, 4096), ctx: ctx, cancel: cancel,
+		out: make(chan []byte, outQueue), kick: make(chan struct{}, 1),
+		done: make(chan struct{}), finished: make(chan struct{}),
+		info: ClientInfo{RemoteAddr: nc.RemoteAddr().String()},
+	}
+	defer close(c.finished)
+	defer cancel()
+	if !b.track(c) {
+		nc.Close()
+		return
+	}
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, c)
+		b.mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.writeLoop()
+	}()
+	defer wg.Wait()
+
+	if !c.connect() {
+		c.close(dispLost, 0)
+		return
+	}
+	b.stats.connected.Add(1)
+	b.stats.connections.Add(1)
+	defer b.stats.connected.Add(-1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.deliverLoop()
+	}()
+	c.readLoop()
+	c.close(dispLost, 0)
+	wg.Wait()
+	b.detach(c)
+}
+
+// readLoop runs the handlers of every packet after CONNECT until the connection
+// ends.
+func (c *conn) readLoop() {
+	maxSize := uint32(c.b.limits.MaxPacketSize)
+	for {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		if c.keepDur > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.keepDur))
+		}
+		p, err := packet.ReadPacket(c.br, c.version, maxSize)
+		if err != nil {
+			c.readError(err)
+			return
+		}
+		if !c.handle(p) {
+			return
+		}
+	}
+}
+
+// handle runs the handler of p and reports whether the connection goes on.
+func (c *conn) handle(p packet.Packet) bool {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.handlePublish(p)
+	case *packet.Puback:
+		return c.handlePuback(p)
+	case *packet.Pubrec:
+		return c.handlePubrec(p)
+	case *packet.Pubrel:
+		return c.handlePubrel(p)
+	case *packet.Pubcomp:
+		return c.handlePubcomp(p)
+	case *packet.Subscribe:
+		return c.handleSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.handleUnsubscribe(p)
+	case *packet.Pingreq:
+		return c.sendPacket(&packet.Pingresp{})
+	case *packet.Disconnect:
+		c.handleDisconnect(p)
+		return false
+	case *packet.Connect:
+		c.protocolError("second CONNECT")
+		return false
+	default:
+		// CONNACK, SUBACK, AUTH without an authentication method, ...: packets a
+		// client may not send to this server.
+		c.protocolError("unexpected " + p.Type().String())
+		return false
+	}
+}
+
+func (c *conn) protocolError(msg string) {
+	c.b.log.Info("broker: protocol error; closing connection", "client", c.info.ID, "err", msg)
+	c.close(dispLost, packet.ProtocolError)
+}
+
+// readError closes the connection after a failed read with the reason code the
+// specification asks for.
+func (c *conn) readError(err error) {
+	var pe *packet.Error
+	switch {
+	case errors.As(err, &pe):
+		c.b.log.Info("broker: bad packet; closing connection", "client", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
+		c.close(dispLost, pe.Code)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		select {
+		case <-c.done: // closing anyway; the deadline was ours
+		default:
+			c.b.log.Info("broker: keepalive timeout", "client", c.info.ID)
+			c.close(dispLost, packet.KeepAliveTimeout)
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		c.close(dispLost, 0)
+	default:
+		c.b.log.Debug("broker: read failed", "client", c.info.ID, "err", err)
+		c.close(dispLost, 0)
+	}
+}
+
+// close starts closing the connection once: it records how the connection ended
+// and, for 5.0 clients given a reason code, queues a DISCONNECT. The writer sends
+// what is queued and closes the socket.
+func (c *conn) close(d disposition, rc packet.ReasonCode) {
+	c.closeOnce.Do(func() {
+		c.dispMu.Lock()
+		c.disp = d
+		c.dispMu.Unlock()
+		if rc != 0 && c.version == packet.Version5 {
+			if b, err := packet.Encode(nil, &packet.Disconnect{ReasonCode: rc}, packet.Version5); err == nil {
+				select {
+				case c.out <- b:
+				default:
+				}
+			}
+		}
+		close(c.done)
+		// Unblocks a reader waiting for data and bounds the writer's last flush.
+		c.nc.SetDeadline(time.Now().Add(time.Second))
+	})
+}
+
+func (c *conn) disposition() disposition {
+	c.dispMu.Lock()
+	defer c.dispMu.Unlock()
+	return c.disp
+}
+
+// shutdownClose is Shutdown's way of ending a connection.
+func (c *conn) shutdownClose() { c.close(dispShutdown, packet.ServerShuttingDown) }
+
+// send queues an encoded packet for the writer. A full queue drops the packet when
+// droppable (QoS 0) and otherwise closes the connection as too slow. It reports
+// whether the packet was queued.
+func (c *conn) send(b []byte, droppable bool) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	select {
+	case c.out <- b:
+		return true
+	default:
+	}
+	if droppable {
+		return false
+	}
+	c.b.log.Warn("broker: client does not read; disconnecting", "client", c.info.ID)
+	c.close(dispLost, packet.ServerBusy)
+	return false
+}
+
+// sendPacket encodes p for the connection and queues it.
+func (c *conn) sendPacket(p packet.Packet) bool {
+	b, err := packet.Encode(nil, p, c.version)
+	if err != nil {
+		c.b.log.Error("broker: cannot encode packet", "client", c.info.ID, "type", p.Type(), "err", err)
+		c.close(dispLost, packet.ImplementationSpecific)
+		return false
+	}
+	return c.send(b, false)
+}
+
+func (c *conn) writeLoop() {
+	defer c.nc.Close()
+	bw := bufio.NewWriterSize(c.nc, 16<<10)
+	write := func(b []byte) bool {
+		if _, err := bw.Write(b); err != nil {
+			c.close(dispLost, 0)
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case b := <-c.out:
+			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if !write(b) {
+				return
+			}
+			for more := true; more; {
+				select {
+				case b := <-c.out:
+					if !write(b) {
+						return
+					}
+				default:
+					more = false
+				}
+			}
+			if err := bw.Flush(); err != nil {
+				c.close(dispLost, 0)
+				return
+			}
+		case <-c.done:
+			// Send what was queued before the close (a CONNACK refusal, a final
+			// DISCONNECT) within close's one-second deadline.
+			for {
+				select {
+				case b := <-c.out:
+					if _, err := bw.Write(b); err != nil {
+						return
+					}
+				default:
+					bw.Flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// deliverLoop redelivers the session's in-flight packets and then moves queued
+// messages in flight whenever it is kicked (an acknowledgement freed the window,
+// or a message was queued).
+func (c *conn) deliverLoop() {
+	c.b.redeliver(c)
+	for {
+		c.b.pump(c)
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// wake kicks the delivery pump without blocking.
+func (c *conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,139 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/mqttstore/mqttstore/broker/packet"
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// handlePublish handles a client's PUBLISH at any QoS. The acknowledgement (PUBACK
+// or PUBREC) is sent only after the message is durably queued or put in flight for
+// every persistent subscriber that matched, and for QoS 2 after the packet id is
+// recorded in ClassIncoming in the same commit, so a retransmission after a crash
+// is recognised and not delivered twice.
+func (c *conn) handlePublish(p *packet.Publish) bool {
+	b := c.b
+	s := c.sess
+	v5 := c.version == packet.Version5
+	if p.Properties.TopicAlias != nil {
+		// CONNACK announced Topic Alias Maximum 0 [MQTT-3.3.2-9].
+		c.close(dispLost, packet.TopicAliasInvalid)
+		return false
+	}
+	if err := persistence.ValidTopic(p.Topic); err != nil {
+		b.log.Info("broker: invalid topic name; closing connection", "client", c.info.ID, "err", err)
+		c.close(dispLost, packet.TopicNameInvalid)
+		return false
+	}
+	if p.QoS == 2 {
+		s.mu.Lock()
+		_, dup := s.incoming[p.PacketID]
+		n := len(s.incoming)
+		s.mu.Unlock()
+		if dup {
+			// Already accepted; the client did not get our PUBREC.
+			return c.sendPacket(&packet.Pubrec{PacketID: p.PacketID})
+		}
+		if n >= b.limits.ReceiveMaximum {
+			c.close(dispLost, packet.ReceiveMaximumExceeded)
+			return false
+		}
+	}
+	b.stats.in.Add(1)
+	rc := packet.Success
+	if isSys(p.Topic) {
+		b.log.Info("broker: client may not publish to $SYS", "client", c.info.ID, "topic", p.Topic)
+		rc = packet.NotAuthorized
+	} else if err := b.authorizePublish(c.ctx, c.info, p.Topic, p.QoS, p.Retain); err != nil {
+		b.log.Info("broker: publish not authorized", "client", c.info.ID, "topic", p.Topic, "err", err)
+		rc = packet.NotAuthorized
+	}
+	var mark *incomingMark
+	if rc == packet.Success {
+		msg := p.Clone()
+		msg.Dup, msg.PacketID = false, 0
+		msg.Properties.SubscriptionIDs = nil
+		var expireAt time.Time
+		if me := msg.Properties.MessageExpiry; me != nil {
+			expireAt = b.now().Add(time.Duration(*me) * time.Second)
+		}
+		if p.QoS == 2 {
+			mark = &incomingMark{s: s, pid: p.PacketID}
+		}
+		rc = b.publish(s.id, msg, expireAt, mark)
+	}
+	storageFailed := rc == packet.UnspecifiedError
+	switch p.QoS {
+	case 0:
+		return true
+	case 1:
+		if storageFailed && !v5 {
+			// 3.1.1 has no negative PUBACK: closing without one makes the
+			// client send the message again on its next connection.
+			c.close(dispLost, 0)
+			return false
+		}
+		return c.sendPacket(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+	default:
+		if storageFailed && !v5 {
+			c.close(dispLost, 0)
+			return false
+		}
+		return c.sendPacket(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+	}
+}
+
+// handlePubrel releases an inbound QoS 2 message: its packet id may be reused.
+func (c *conn) handlePubrel(p *packet.Pubrel) bool {
+	s := c.sess
+	s.mu.Lock()
+	seq, ok := s.incoming[p.PacketID]
+	stored := s.stored
+	s.mu.Unlock()
+	if ok && stored {
+		ctx, cancel := c.b.storeCtx()
+		err := c.b.sess.PacketDelete(ctx, s.id, persistence.ClassIncoming, seq)
+		cancel()
+		if err != nil {
+			c.b.storageError("PacketDelete(Incoming)", s.id, err)
+			c.close(dispLost, packet.UnspecifiedError)
+			return false
+		}
+	}
+	s.mu.Lock()
+	delete(s.incoming, p.PacketID)
+	s.mu.Unlock()
+	rc := packet.Success
+	if !ok && c.version == packet.Version5 {
+		rc = packet.PacketIDNotFound
+	}
+	return c.sendPacket(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc})
+}
+
+// incomingMark asks publish to record an inbound QoS 2 packet id in the
+// publisher's session, in the same commit as the fan-out.
+type incomingMark struct {
+	s   *session
+	pid uint16
+}
+
+// storedPublish encodes pub the way the broker stores messages: as an MQTT 5.0
+// PUBLISH, whatever the protocol of its subscriber, so that no property is lost;
+// it is re-encoded for the connection when sent. A QoS 1/2 message not yet in
+// flight has no packet id, so Data carries the placeholder id 1 and PacketID is 0.
+func (b *Broker) storedPublish(pub *packet.Publish, expireAt time.Time) (*persistence.PersistedPacket, error) {
+	q := *pub
+	q.Dup = false
+	if q.QoS > 0 && q.PacketID == 0 {
+		q.PacketID = 1
+	}
+	data, err := packet.Encode(nil, &q, packet.Version5)
+	if err != nil {
+		return nil, err
+	}
+	return &persistence.PersistedPacket{
+		PacketID: pub.PacketID, QoS: pub.QoS, ProtocolVersion: packet.Version5,
+		ExpireAt: expireAt, Data: data,
+	}, nil
+}

@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// session is the in-memory side of one MQTT session. A stored session (one that
+// outlives its connection) mirrors what the store holds and writes every change
+// through it; the rest lives only here and ends with its connection.
+//
+// Memory held per session is bounded by the window, not the queue: in-flight
+// packets (at most the receive maximum) and incoming QoS 2 packet ids are kept, the
+// queue of a stored session is only counted and read from the store in pages.
+type session struct {
+	id string
+
+	// Everything below is guarded by mu.
+	mu     sync.Mutex
+	stored bool // exists in the store
+	gone   bool // deleted (expired or cleaned); a stale pointer must not be used
+	subs   map[string]persistence.Subscription
+	state  persistence.SessionState
+	expiry persistence.SessionExpiry // mirror of the stored deadlines
+	conn   *conn                     // nil while offline
+	ready  bool                      // conn's redelivery is done: new messages may go in flight directly
+
+	inflight map[uint16]*flight // outbound QoS 1/2 awaiting acknowledgement, by packet id
+	nextPID  uint16
+	localSeq uint64 // orders flights of sessions that are not stored
+
+	queued      int   // messages committed to ClassQoS12 (stored) or in memQueue
+	queuedBytes int64 // their encoded size
+	pendingQ    int   // appends to ClassQoS12 reserved by a batch not yet committed
+	memQueue    []*persistence.PersistedPacket
+	pumping     bool
+
+	incoming map[uint16]uint64 // inbound QoS 2 awaiting PUBREL: packet id → seq in ClassIncoming
+	fullLog  bool              // a queue-full drop was logged since the queue last had room
+}
+
+// flight is one outbound packet awaiting acknowledgement.
+type flight struct {
+	seq      uint64 // in ClassUnAck (or localSeq); 0 while its batch is not committed
+	pid      uint16
+	qos      byte
+	rel      bool // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
+	pkt      *persistence.PersistedPacket
+	reserved bool // the append that puts it in flight is not committed yet
+}
+
+func newSession(id string) *session {
+	return &session{
+		id:       id,
+		subs:     map[string]persistence.Subscription{},
+		inflight: map[uint16]*flight{},
+		incoming: map[uint16]uint64{},
+		nextPID:  1,
+	}
+}
+
+// allocPID returns a free packet id, or 0 when all 65535 are in flight. Caller holds mu.
+func (s *session) allocPID() uint16 {
+	for range 65535 {
+		id := s.nextPID
+		s.nextPID++
+		if s.nextPID == 0 {
+			s.nextPID = 1
+		}
+		if _, used := s.inflight[id]; !used {
+			return id
+		}
+	}
+	return 0
+}
+
+// committedFlights returns the committed in-flight packets in the order they were
+// put in flight, which is the order MQTT requires for redelivery. Caller holds mu.
+func (s *session) committedFlights() []*flight {
+	fs := make([]*flight, 0, len(s.inflight))
+	for _, f := range s.inflight {
+		if !f.reserved {
+			fs = append(fs, f)
+		}
+	}
+	slices.SortFunc(fs, func(a, b *flight) int { return cmp.Compare(a.seq, b.seq) })
+	return fs
+}
+
+// hasQueue reports whether messages wait to go in flight (committed or about to
+// be), in which case a new message must queue behind them to keep order. Caller
+// holds mu.
+func (s *session) hasQueue() bool { return s.queued+s.pendingQ > 0 }
+
+// expiryInterval returns how long the session outlives its connection; negative
+// means forever.
+func (s *session) expiryInterval() time.Duration { return s.state.ExpiryInterval }
+
+// deadlinesAt computes the deadlines of a session that disconnects at t. Caller
+// holds mu.
+func (s *session) deadlinesAt(t time.Time, withWill bool) persistence.SessionExpiry {
+	var e persistence.SessionExpiry
+	iv := s.state.ExpiryInterval
+	if iv >= 0 {
+		e.ExpireAt = t.Add(iv)
+	}
+	if withWill && s.state.Will != nil {
+		d := s.state.WillDelay
+		if iv >= 0 && iv < d {
+			d = iv // the will is published at the latest when the session ends
+		}
+		e.WillAt = t.Add(d)
+	}
+	return e
+}
