@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -108,6 +109,8 @@ func openEngine(c config) (*engine, error) {
 type engine struct {
 	db     *bbolt.DB
 	syncer *kv.Ticker // sync=batch: the periodic fsync
+	closed sync.Once  // Close and crash close the file once
+	err    error
 }
 
 func mapErr(err error) error {
@@ -131,19 +134,25 @@ func (e *engine) Update(fn func(kv.Tx) error) error {
 // Close stops the periodic fsync, fsyncs (bbolt skips it under NoSync) and closes
 // the file.
 func (e *engine) Close() error {
-	e.syncer.Stop()
-	var syncErr error
-	if e.db.NoSync {
-		syncErr = e.db.Sync()
-	}
-	return errors.Join(syncErr, e.db.Close())
+	e.closed.Do(func() {
+		e.syncer.Stop()
+		var syncErr error
+		if e.db.NoSync {
+			syncErr = e.db.Sync()
+		}
+		e.err = errors.Join(syncErr, e.db.Close())
+	})
+	return e.err
 }
 
 // crash closes the file without the final fsync, as a killed process would leave it
 // (the lock is released; nothing more is flushed).
 func (e *engine) crash() error {
-	e.syncer.Stop()
-	return e.db.Close()
+	e.closed.Do(func() {
+		e.syncer.Stop()
+		e.err = e.db.Close()
+	})
+	return e.err
 }
 
 // txn adapts a bbolt transaction (through its one bucket) to kv.Tx.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
+	"github.com/mqttstore/mqttstore/providers/bolt"
 )
 
 // TestKillChild is the child side of TestKill; in an ordinary run it does nothing.
@@ -158,3 +159,20 @@ func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 // bbolt keys hold at most 32768 bytes; session ids of 32000 bytes fit, retained
 // topics of any length.
 func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, fileURL("always")(t.TempDir()), 32000) }
+
+// TestCloseAfterCrash closes, as test cleanups do, a store whose file a crash
+// already closed, in every sync mode (sync=none and batch fsync on Close).
+func TestCloseAfterCrash(t *testing.T) {
+	for _, mode := range []string{"always", "batch", "none"} {
+		p, err := persistence.Open(context.Background(), fileURL(mode)(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bolt.Crash(p); err != nil {
+			t.Fatalf("sync=%s: crash: %v", mode, err)
+		}
+		if err := p.Close(); err != nil {
+			t.Errorf("sync=%s: Close after crash: %v", mode, err)
+		}
+	}
+}
