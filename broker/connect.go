@@ -378,4 +378,3 @@ func (b *Broker) detach(c *conn) {
 }
 
 func isSys(topic string) bool { return strings.HasPrefix(topic, "$SYS") }
-
