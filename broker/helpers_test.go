@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqttstore/mqttstore/broker"
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -23,6 +23,7 @@ import (
 	_ "github.com/mqttstore/mqttstore/providers/badger"
 	_ "github.com/mqttstore/mqttstore/providers/bolt"
 	_ "github.com/mqttstore/mqttstore/providers/mem"
+	_ "github.com/mqttstore/mqttstore/providers/postgres"
 	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
 )
 

@@ -269,7 +269,8 @@ func TestSIGKILL(t *testing.T) {
 				for i := 0; ; i++ {
 					qos := byte(1 + i%2)
 					payload := fmt.Sprint(i)
-					ctx, cancel := context.WithTimeout(context.Background(), wait)
+					// Short: after the kill paho only gives up when this ends.
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 					r, err := p.c.Publish(ctx, &paho.Publish{Topic: fmt.Sprint("k/", qos), QoS: qos, Payload: []byte(payload)})
 					cancel()
 					if err != nil || r == nil || r.ReasonCode != 0 {
