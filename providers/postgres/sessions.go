@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +17,13 @@ import (
 // pageSize is how many rows an iteration reads per query: large enough that the
 // round trip is amortised, small enough that a page is a small allocation.
 const pageSize = 256
+
+// sessionPage is LoadForEach's page: larger, since a broker loads every session at
+// start-up and each page is two round trips' worth of work on the server.
+const sessionPage = 1000
+
+// pastEveryHash sorts after every SHA-256 hash.
+var pastEveryHash = bytes.Repeat([]byte{0xFF}, sha256.Size+1)
 
 // committers is how many group committers a provider runs. Measured with 64
 // appenders: one committer makes the largest groups and the most appends per second;
@@ -231,9 +240,10 @@ func (ss *sessions) Delete(ctx context.Context, id string) error {
 	return ss.p().write(ctx, deleteStmt(id))
 }
 
-// LoadForEach reads the sessions a page at a time, in primary-key order, each with
-// its subscriptions aggregated by the same query, and calls fn with no connection
-// held.
+// LoadForEach reads the sessions a page at a time in primary-key order, and the
+// page's subscriptions with them: one batch of two queries per page, the second a
+// single range scan of the subscriptions' primary key over the page's hashes. fn
+// runs with no connection held.
 func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoader) error {
 	p := ss.p()
 	if err := p.check(ctx); err != nil {
@@ -247,27 +257,63 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 		subs                       [][]byte
 	}
 	last := []byte{}
-	page := make([]row, 0, pageSize)
+	page := make([]row, 0, sessionPage)
 	for {
 		if err := p.check(ctx); err != nil {
 			return err
 		}
 		page = page[:0]
-		rows, err := p.pool.Query(ctx, `SELECT s.h, s.id, s.base, s.state, s.expiry,
-				ARRAY(SELECT blob FROM mqtt_subscriptions WHERE h = s.h)
-			FROM mqtt_sessions s WHERE s.h > $1 ORDER BY s.h LIMIT $2`, last, pageSize)
-		if err != nil {
-			return p.wrap(ctx, "load sessions", err)
-		}
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.h, &r.id, &r.base, &r.state, &r.expiry, &r.subs); err != nil {
-				rows.Close()
-				return p.wrap(ctx, "load sessions", err)
+		var b pgx.Batch
+		b.Queue(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h > $1 ORDER BY h LIMIT $2`, last, sessionPage)
+		// The upper bound is the page's last hash, or past every 32-byte hash when
+		// the page is the last one.
+		b.Queue(`SELECT h, blob FROM mqtt_subscriptions WHERE h > $1 AND h <= COALESCE(
+				(SELECT h FROM mqtt_sessions WHERE h > $1 ORDER BY h OFFSET $2 - 1 LIMIT 1), $3)
+			ORDER BY h`, last, sessionPage, pastEveryHash)
+		err := func() error {
+			br := p.pool.SendBatch(ctx, &b)
+			defer br.Close()
+			rows, err := br.Query()
+			if err != nil {
+				return err
 			}
-			page = append(page, r)
-		}
-		if err := rows.Err(); err != nil {
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.h, &r.id, &r.base, &r.state, &r.expiry); err != nil {
+					rows.Close()
+					return err
+				}
+				page = append(page, r)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			// Both lists are in h order: merge. Subscriptions of a session created
+			// between the two queries have no row in page and are skipped.
+			rows, err = br.Query()
+			if err != nil {
+				return err
+			}
+			i := 0
+			for rows.Next() {
+				var h, blob []byte
+				if err := rows.Scan(&h, &blob); err != nil {
+					rows.Close()
+					return err
+				}
+				for i < len(page) && bytes.Compare(page[i].h, h) < 0 {
+					i++
+				}
+				if i < len(page) && bytes.Equal(page[i].h, h) {
+					page[i].subs = append(page[i].subs, blob)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			return br.Close()
+		}()
+		if err != nil {
 			return p.wrap(ctx, "load sessions", err)
 		}
 		for i := range page {
@@ -280,7 +326,7 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 				return iterResult(err)
 			}
 		}
-		if len(page) < pageSize {
+		if len(page) < sessionPage {
 			return nil
 		}
 		last = page[len(page)-1].h
