@@ -8,6 +8,10 @@
 #
 # Sizes (env): S1_COUNT (100000), S2_COUNT (100000), S3_SESSIONS (10000),
 # S3_QUEUED (10), S4_DURATION seconds (30), S4_KILLS (5), PUBS/SUBS (16/16).
+# Time caps keep the whole run under 20 minutes on 2 cores even where a broker is slow;
+# a capped phase is visible in the tables (fewer messages queued, or some missing
+# after a drain that ran out of time): S1_MAX (20s of publishing), S2_PUBLISH_MAX (40s),
+# S2_DRAIN_MAX (60s), S3_PUBLISH_MAX (30s), S3_DRAIN_MAX (60s).
 # BENCH_WORK: directory for binaries, stores, logs and results (default a new /tmp dir).
 # BENCH_PROFILE=1: CPU profile of our broker (bolt) under scenario 1, summarised.
 # MQTTSTORE_POSTGRES_DSN: use this PostgreSQL server (a fresh schema per run) instead
@@ -26,6 +30,11 @@ S3_SESSIONS=${S3_SESSIONS:-10000}
 S3_QUEUED=${S3_QUEUED:-10}
 S4_DURATION=${S4_DURATION:-30}
 S4_KILLS=${S4_KILLS:-5}
+S1_MAX=${S1_MAX:-20s}
+S2_PUBLISH_MAX=${S2_PUBLISH_MAX:-40s}
+S2_DRAIN_MAX=${S2_DRAIN_MAX:-60s}
+S3_PUBLISH_MAX=${S3_PUBLISH_MAX:-30s}
+S3_DRAIN_MAX=${S3_DRAIN_MAX:-60s}
 PUBS=${PUBS:-16}
 SUBS=${SUBS:-16}
 BROKERS=${BROKERS:-"mem bolt badger postgres mosquitto mochi-bolt mochi-badger"}
@@ -92,6 +101,9 @@ start() {
   case $name in
     mosquitto)
       ADDR=127.0.0.1:$PORT_MOSQ
+      # Started as root, Mosquitto drops to the mosquitto user, which must be able to
+      # write its persistence file.
+      if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then chown mosquitto "$dir"; fi
       sed -e "s|@PORT@|$PORT_MOSQ|" -e "s|@DIR@|$dir|" -e "s|@AUTOSAVE@|${MOSQ_AUTOSAVE:-1}|" bench/mosquitto.conf >"$dir/mosquitto.conf"
       mosquitto -c "$dir/mosquitto.conf" >>"$logf" 2>&1 &
       ;;
@@ -173,7 +185,7 @@ s1() {
   if [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$b" = bolt ]; then extra=(-cpuprofile "$WORK/cpu-bolt.pprof"); fi
   start "$b" "$WORK/data/$b/s1" "${extra[@]}"
   local j
-  j=$(load -phase run -pubs "$PUBS" -subs "$SUBS" -qos 1 -size 256 -count "$S1_COUNT" -prefix s1)
+  j=$(load -phase run -pubs "$PUBS" -subs "$SUBS" -qos 1 -size 256 -count "$S1_COUNT" -duration "$S1_MAX" -prefix s1)
   record 1 "$b" "$j" "{\"rss_mb\":\"$(peak_rss_mb)\"}"
   stop
 }
@@ -183,8 +195,8 @@ s2() {
   start "$b" "$WORK/data/$b/s2"
   load -phase sessions -subs 1 -prefix s2 >/dev/null
   local p d
-  p=$(load -phase publish -pubs "$PUBS" -subs 1 -qos 1 -size 256 -count "$S2_COUNT" -prefix s2 -state "$WORK/s2-$b.json" -timeout 15m)
-  d=$(load -phase drain -state "$WORK/s2-$b.json" -timeout 15m -settle 20s)
+  p=$(load -phase publish -pubs "$PUBS" -subs 1 -qos 1 -size 256 -count "$S2_COUNT" -duration "$S2_PUBLISH_MAX" -prefix s2 -state "$WORK/s2-$b.json" -timeout 10m)
+  d=$(load -phase drain -state "$WORK/s2-$b.json" -timeout "$S2_DRAIN_MAX" -settle 20s)
   local rss
   rss=$(peak_rss_mb)
   record 2 "$b" "$d" "{\"publish_rate_s2\": $(jq '.publish_rate // 0' <<<"$(orempty "$p")"), \"rss_mb\": \"$rss\"}"
@@ -196,7 +208,7 @@ s3() {
   start "$b" "$dir"
   local s p
   s=$(load -phase sessions -subs "$S3_SESSIONS" -parallel 100 -prefix s3 -timeout 10m)
-  p=$(load -phase publish -pubs "$PUBS" -subs "$S3_SESSIONS" -qos 1 -size 256 -count "$((S3_SESSIONS * S3_QUEUED))" -prefix s3 -state "$WORK/s3-$b.json" -timeout 10m)
+  p=$(load -phase publish -pubs "$PUBS" -subs "$S3_SESSIONS" -qos 1 -size 256 -count "$((S3_SESSIONS * S3_QUEUED))" -duration "$S3_PUBLISH_MAX" -prefix s3 -state "$WORK/s3-$b.json" -timeout 10m)
   local t0 t1
   t0=$(date +%s%N)
   stop
@@ -205,7 +217,7 @@ s3() {
   local w
   w=$(load -phase wait -since "$START_NS" -timeout 5m)
   local d
-  d=$(load -phase drain -state "$WORK/s3-$b.json" -parallel 200 -timeout 10m -settle 20s)
+  d=$(load -phase drain -state "$WORK/s3-$b.json" -parallel 200 -timeout "$S3_DRAIN_MAX" -settle 20s)
   local restart_s drained_s
   restart_s=$(jq '.wait_s // 0' <<<"$(orempty "$w")")
   drained_s=$(( ($(date +%s%N) - START_NS) / 1000000 ))
@@ -261,11 +273,11 @@ MOSQ_RATE=$(jq -r 'select(.scenario == "1" and .broker == "mosquitto") | .msgs_p
     "| broker | durability | msgs/s | vs Mosquitto | p50 ms | p99 ms | max ms | missing | dup | peak RSS MB |" \
     "\"| \(.broker) | \(.durability) | \(.msgs_per_s // 0 | floor) | \(if ${MOSQ_RATE:-0} > 0 then ((.msgs_per_s / ${MOSQ_RATE:-1}) * 100 | floor | tostring) + \"%\" else \"-\" end) | \(.p50_ms) | \(.p99_ms) | \(.max_ms) | \(.missing) | \(.duplicates) | \(.rss_mb) |\""
   table 2 "backlog, $S2_COUNT QoS 1 messages queued for one offline persistent subscriber, then drained" \
-    "| broker | publish msgs/s | drain s | drain msgs/s | received | missing | sessions lost | peak RSS MB |" \
-    '"| \(.broker) | \(.publish_rate_s2|floor) | \(.drain_s // 0 | . * 100 | floor / 100) | \(.msgs_per_s // 0 |floor) | \(.received) | \(.missing) | \(.sessions_lost) | \(.rss_mb) |"'
+    "| broker | publish msgs/s | queued (acked) | drain s | drain msgs/s | received | missing | sessions lost | peak RSS MB |" \
+    '"| \(.broker) | \(.publish_rate_s2|floor) | \(.acked // 0) | \(.drain_s // 0 | . * 100 | floor / 100) | \(.msgs_per_s // 0 |floor) | \(.received // 0) | \(.missing // "?") | \(.sessions_lost // "?") | \(.rss_mb) |"'
   table 3 "restart, $S3_SESSIONS persistent sessions × $S3_QUEUED queued messages, clean stop and start" \
-    "| broker | create sessions s | stop s | start → accepting s | start → all drained s | received | missing | sessions lost |" \
-    '"| \(.broker) | \(.sessions_s | . * 100 | floor / 100) | \(.stop_s) | \(.restart_s | . * 1000 | floor / 1000) | \(.restored_drained_s) | \(.received) | \(.missing) | \(.sessions_lost) |"'
+    "| broker | create sessions s | queued (acked) | stop s | start → accepting s | start → all drained s | received | missing | sessions lost |" \
+    '"| \(.broker) | \(.sessions_s | . * 100 | floor / 100) | \(.acked // 0) | \(.stop_s) | \(.restart_s | . * 1000 | floor / 1000) | \(.restored_drained_s) | \(.received // 0) | \(.missing // "?") | \(.sessions_lost // "?") |"'
   table 4 "kill, scenario 1 for ${S4_DURATION}s with SIGKILL + restart $S4_KILLS times" \
     "| broker | kills | acked (owed) | received | missing | duplicates | msgs/s | verdict |" \
     '"| \(.broker) | \(.kills) | \(.acked // 0) | \(.received // 0) | \(.missing // "?") | \(.duplicates // "?") | \(.msgs_per_s // 0 | floor) | \(if .ok then "nothing lost" else (.reason // "no result") end) |"'

@@ -24,8 +24,8 @@ type config struct {
 	Subs        int
 	QoS         byte
 	Size        int
-	Count       int           // total messages over all publishers; 0 → Duration
-	Duration    time.Duration // used when Count is 0
+	Count       int           // total messages over all publishers; 0: until Duration
+	Duration    time.Duration // how long to publish; with Count, whichever ends first
 	Rate        float64       // total messages per second over all publishers; 0 → as fast as acks allow
 	Clean       bool          // clean sessions instead of persistent ones
 	Fanout      bool          // every subscriber gets every message
@@ -38,6 +38,9 @@ type config struct {
 	State       string        // state file for publish → drain
 	Since       int64         // wait phase: Unix nanoseconds to measure from
 	Progress    bool          // a progress line on stderr once a second
+	// ConnectTimeout bounds each CONNECT → CONNACK; a broker that resends a large
+	// backlog before answering needs more than the usual few seconds.
+	ConnectTimeout time.Duration
 }
 
 func (c *config) check() error {
@@ -62,7 +65,7 @@ func (c *config) check() error {
 		return errors.New("-subs must be at least 1")
 	}
 	if (c.Phase == "run" || c.Phase == "publish") && c.Count == 0 && c.Duration <= 0 {
-		return errors.New("give -count or -duration: a run is always bounded")
+		return errors.New("give -count or -duration (or both): a run is always bounded")
 	}
 	if (c.Phase == "publish" || c.Phase == "drain") && c.State == "" {
 		return errors.New("-phase " + c.Phase + " needs -state FILE")
@@ -78,6 +81,9 @@ func (c *config) check() error {
 	}
 	if c.Inflight <= 0 {
 		c.Inflight = 1
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 30 * time.Second
 	}
 	if c.Parallel <= 0 {
 		c.Parallel = 1
@@ -204,7 +210,7 @@ func (r *runner) options(id string, clean bool) *mqtt.ClientOptions {
 		SetCleanSession(clean).
 		SetProtocolVersion(4).
 		SetKeepAlive(30 * time.Second).
-		SetConnectTimeout(10 * time.Second).
+		SetConnectTimeout(r.cfg.ConnectTimeout).
 		SetWriteTimeout(10 * time.Second).
 		SetOrderMatters(true). // the handler runs before the PUBACK goes out: arrival is counted before the broker forgets the message
 		SetAutoReconnect(r.cfg.Reconnect).
@@ -335,7 +341,7 @@ func (r *runner) publish(ctx context.Context, i int, c mqtt.Client, start time.T
 		if cfg.Count > 0 && g >= uint64(cfg.Count) {
 			break
 		}
-		if cfg.Count == 0 && !time.Now().Before(end) {
+		if cfg.Duration > 0 && !time.Now().Before(end) {
 			break
 		}
 		if interval > 0 {

@@ -32,7 +32,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fs.UintVar(&qos, "qos", 1, "QoS of publishes and subscriptions: 0, 1 or 2")
 	fs.IntVar(&cfg.Size, "size", 256, "payload bytes (at least 28)")
 	fs.IntVar(&cfg.Count, "count", 0, "total messages over all publishers (0: use -duration)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish when -count is 0")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to publish (with -count: whichever ends first)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total publish rate in messages/s (0: as fast as acknowledgements allow)")
 	fs.BoolVar(&cfg.Clean, "clean", false, "clean sessions (not verified across reconnects)")
 	fs.BoolVar(&cfg.Fanout, "fanout", false, "every subscriber subscribes to every publisher's topic")
@@ -44,6 +44,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	fs.StringVar(&cfg.State, "state", "", "state file written by -phase publish and read by -phase drain")
 	fs.Int64Var(&cfg.Since, "since", 0, "-phase wait: measure from this Unix time in nanoseconds")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 30*time.Second, "bound on each CONNECT until its CONNACK")
 	fs.BoolVar(&cfg.Progress, "progress", true, "print a progress line on stderr once a second")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON line")
 	if err := fs.Parse(args); err != nil {
