@@ -33,7 +33,7 @@ const wait = 10 * time.Second
 // storeKind names a driver and makes the URL of a fresh store for it.
 type storeKind struct {
 	name string
-	url  func(t *testing.T) string
+	url  func(t testing.TB) string
 	// durable stores are closed and reopened by URL on restart; mem keeps its
 	// provider open (it has nothing to reopen).
 	durable bool
@@ -41,10 +41,10 @@ type storeKind struct {
 
 func storeKinds() []storeKind {
 	return []storeKind{
-		{"mem", func(*testing.T) string { return "mem://" }, false},
-		{"bolt", func(t *testing.T) string { return "bolt://" + t.TempDir() + "/s.db?sync=always" }, true},
-		{"badger", func(t *testing.T) string { return "badger://" + t.TempDir() + "?sync=always" }, true},
-		{"postgres", func(t *testing.T) string { return pgtest.DSN(t) }, true},
+		{"mem", func(testing.TB) string { return "mem://" }, false},
+		{"bolt", func(t testing.TB) string { return "bolt://" + t.TempDir() + "/s.db?sync=always" }, true},
+		{"badger", func(t testing.TB) string { return "badger://" + t.TempDir() + "?sync=always" }, true},
+		{"postgres", func(t testing.TB) string { return pgtest.DSN(t) }, true},
 	}
 }
 
@@ -77,7 +77,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 // env is a store and the broker currently running on it, which can be restarted.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	kind  storeKind
 	url   string
 	store persistence.Provider
@@ -87,7 +87,7 @@ type env struct {
 	done  chan error
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("BROKER_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -95,7 +95,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newEnv opens a fresh store of kind k and starts a broker on it.
-func newEnv(t *testing.T, k storeKind, opts broker.Options) *env {
+func newEnv(t testing.TB, k storeKind, opts broker.Options) *env {
 	t.Helper()
 	e := &env{t: t, kind: k, url: k.url(t), opts: opts}
 	e.open()
@@ -320,13 +320,13 @@ func (v *v5client) recv(t *testing.T) *paho.Publish {
 // ids, unacknowledged messages, malformed bytes) ----
 
 type rawClient struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	br *bufio.Reader
 	v  byte
 }
 
-func dialRaw(t *testing.T, addr string, v byte) *rawClient {
+func dialRaw(t testing.TB, addr string, v byte) *rawClient {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
@@ -407,7 +407,7 @@ func (r *rawClient) closed() packet.ReasonCode {
 
 // eventually waits, bounded, for cond; it polls because the condition is internal
 // state no event reports.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for !cond() {
