@@ -62,14 +62,6 @@ func harness(options string) conformance.Harness {
 
 func TestConformance(t *testing.T) { conformance.Run(t, harness("")) }
 
-// TestConformanceNoGroupCommit runs the suite with every write sent on its own.
-func TestConformanceNoGroupCommit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the suite already ran with group commit")
-	}
-	conformance.Run(t, harness("&group_commit=false"))
-}
-
 // BenchmarkConformance runs the standard workloads with the server's
 // synchronous_commit (on) and with synchronous_commit=off.
 // MQTTSTORE_BENCH_SCALE=0.01 makes a quick run.
