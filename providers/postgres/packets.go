@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -132,12 +133,16 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		dels []int64
 		page = make([]row, 0, pageSize)
 	)
-	// flush applies the pending deletions alone, when the iteration ends.
+	// flush applies the pending deletions alone, when the iteration ends, even
+	// when it ends because ctx did: they were asked for, and a broker must not see
+	// acknowledged packets again.
 	flush := func(result error) error {
 		if len(dels) == 0 {
 			return result
 		}
-		_, err := p.pool.Exec(ctx, `DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = ANY($3)`, h, int16(class), dels)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, err := p.pool.Exec(fctx, `DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = ANY($3)`, h, int16(class), dels)
 		if err != nil {
 			return errors.Join(result, p.wrap(ctx, "delete iterated packets", err))
 		}
@@ -145,7 +150,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 	}
 	for {
 		if err := p.check(ctx); err != nil {
-			return err
+			return flush(err)
 		}
 		page = page[:0]
 		var b pgx.Batch
@@ -180,10 +185,13 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 			return br.Close()
 		}()
 		if err != nil {
-			return p.wrap(ctx, "iterate packets", err)
+			return flush(p.wrap(ctx, "iterate packets", err))
 		}
 		dels = dels[:0]
 		for i := range page {
+			if err := ctx.Err(); err != nil {
+				return flush(err)
+			}
 			r := &page[i]
 			pk, err := decodePacket(id, class, uint64(r.seq), r.blob)
 			if err != nil {

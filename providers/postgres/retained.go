@@ -229,6 +229,9 @@ func (r *retained) scan(ctx context.Context, where string, args []any, match fun
 			return p.wrap(ctx, "load retained", err)
 		}
 		for i := range page {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			topic := string(page[i].topic)
 			if !match(topic) {
 				continue

@@ -318,6 +318,9 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 		}
 		for i := range page {
 			r := &page[i]
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			ls, err := decodeSession(r.id, r.base, r.state, r.expiry, r.subs)
 			if err != nil {
 				return err
@@ -551,6 +554,9 @@ func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persis
 		}
 		for i := range page {
 			r := &page[i]
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			id := string(r.id)
 			e, err := persistence.DecodeExpiry(r.expiry)
 			if err != nil {
