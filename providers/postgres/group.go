@@ -23,8 +23,9 @@ type stmt struct {
 	args []any
 	// dest receives the row; nil means the statement returns no rows (Exec).
 	dest []any
-	// noRow is the operation's error when the statement returns no row.
-	noRow error
+	// noRow makes the operation's error when the statement returns no row (lazily:
+	// formatting it costs more than the common success).
+	noRow func() error
 	// app is set for a PacketAppend: the group committer merges the appends of a
 	// group into one multi-row INSERT.
 	app *appendOp
@@ -45,7 +46,10 @@ func (s *stmt) result(err error) (opErr error, sqlErr error) {
 	case err == nil:
 		return nil, nil
 	case errors.Is(err, pgx.ErrNoRows):
-		return s.noRow, nil
+		if s.noRow == nil {
+			return nil, nil
+		}
+		return s.noRow(), nil
 	}
 	return nil, err
 }
@@ -248,7 +252,7 @@ func readAppends(br pgx.BatchResults, apps []*groupcommit.Request[*stmt]) ([]err
 	errs := make([]error, len(apps))
 	for i, r := range apps {
 		if !found[i] {
-			errs[i] = r.Value.noRow
+			errs[i] = r.Value.noRow()
 		}
 	}
 	return errs, nil

@@ -241,7 +241,7 @@ func (ss *sessions) PacketsStore(ctx context.Context, id string, pp *persistence
 			SELECT 1 FROM s`,
 		args:  []any{hashOf(id), classes, blobs},
 		dest:  []any{&one},
-		noRow: notFoundSession(id),
+		noRow: func() error { return notFoundSession(id) },
 	}
 	p := ss.p()
 	if err := p.check(ctx); err != nil {

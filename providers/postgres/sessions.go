@@ -74,7 +74,7 @@ func createStmt(id string, base persistence.SessionBase) *stmt {
 		sql:   `INSERT INTO mqtt_sessions (h, id, base) VALUES ($1, $2, $3) ON CONFLICT (h) DO NOTHING RETURNING 1`,
 		args:  []any{hashOf(id), []byte(id), persistence.EncodeSessionBase(nil, base)},
 		dest:  []any{&one},
-		noRow: fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrAlreadyExists),
+		noRow: func() error { return fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrAlreadyExists) },
 	}
 }
 
@@ -89,7 +89,7 @@ func appendStmt(id string, class persistence.PacketClass, p *persistence.Persist
 			SELECT h, $2, nextval('mqtt_packet_seq'), $3 FROM mqtt_sessions WHERE h = $1 RETURNING seq`,
 		args:  []any{hashOf(id), int16(class), persistence.EncodePacket(nil, p)},
 		dest:  []any{seq},
-		noRow: notFoundSession(id),
+		noRow: func() error { return notFoundSession(id) },
 	}
 	s.app = &appendOp{h: s.args[0].([]byte), class: int16(class), blob: s.args[2].([]byte), seq: seq}
 	return s
@@ -102,7 +102,7 @@ func updateStmt(id string, class persistence.PacketClass, p *persistence.Persist
 		sql:   `UPDATE mqtt_packets SET blob = $4 WHERE h = $1 AND class = $2 AND seq = $3 RETURNING 1`,
 		args:  []any{hashOf(id), int16(class), seqArg(p.Seq), persistence.EncodePacket(nil, p)},
 		dest:  []any{&one},
-		noRow: notFoundPacket(id, class, p.Seq),
+		noRow: func() error { return notFoundPacket(id, class, p.Seq) },
 	}
 }
 
@@ -116,7 +116,7 @@ func sessionScoped(what, id, del string, args ...any) *stmt {
 		sql:   `WITH d AS (` + del + `) SELECT 1 FROM mqtt_sessions WHERE h = $1`,
 		args:  append([]any{hashOf(id)}, args...),
 		dest:  []any{&one},
-		noRow: notFoundSession(id),
+		noRow: func() error { return notFoundSession(id) },
 	}
 }
 
@@ -155,7 +155,7 @@ func subscriptionsStoreStmt(id string, subs []persistence.Subscription) *stmt {
 			SELECT 1 FROM s`,
 		args:  []any{hashOf(id), fhs, blobs},
 		dest:  []any{&one},
-		noRow: notFoundSession(id),
+		noRow: func() error { return notFoundSession(id) },
 	}
 }
 
@@ -180,7 +180,7 @@ func sessionUpdate(what, id, set string, args ...any) *stmt {
 		sql:   `UPDATE mqtt_sessions SET ` + set + ` WHERE h = $1 RETURNING 1`,
 		args:  append([]any{hashOf(id)}, args...),
 		dest:  []any{&one},
-		noRow: notFoundSession(id),
+		noRow: func() error { return notFoundSession(id) },
 	}
 }
 
