@@ -10,8 +10,8 @@
 # S3_QUEUED (10), S4_DURATION seconds (30), S4_KILLS (5), PUBS/SUBS (16/16).
 # Time caps keep the whole run under 20 minutes on 2 cores even where a broker is slow;
 # a capped phase is visible in the tables (fewer messages queued, or some missing
-# after a drain that ran out of time): S1_MAX (20s of publishing), S2_PUBLISH_MAX (40s),
-# S2_DRAIN_MAX (60s), S3_PUBLISH_MAX (30s), S3_DRAIN_MAX (60s).
+# after a drain that ran out of time): S1_MAX (20s of publishing), S2_PUBLISH_MAX (30s),
+# S2_DRAIN_MAX (45s), S3_PUBLISH_MAX (25s), S3_DRAIN_MAX (45s).
 # BENCH_WORK: directory for binaries, stores, logs and results (default a new /tmp dir).
 # BENCH_PROFILE=1: CPU profile of our broker (bolt) under scenario 1, summarised.
 # MQTTSTORE_POSTGRES_DSN: use this PostgreSQL server (a fresh schema per run) instead
@@ -31,13 +31,16 @@ S3_QUEUED=${S3_QUEUED:-10}
 S4_DURATION=${S4_DURATION:-30}
 S4_KILLS=${S4_KILLS:-5}
 S1_MAX=${S1_MAX:-20s}
-S2_PUBLISH_MAX=${S2_PUBLISH_MAX:-40s}
-S2_DRAIN_MAX=${S2_DRAIN_MAX:-60s}
-S3_PUBLISH_MAX=${S3_PUBLISH_MAX:-30s}
-S3_DRAIN_MAX=${S3_DRAIN_MAX:-60s}
+S2_PUBLISH_MAX=${S2_PUBLISH_MAX:-30s}
+S2_DRAIN_MAX=${S2_DRAIN_MAX:-45s}
+S3_PUBLISH_MAX=${S3_PUBLISH_MAX:-25s}
+S3_DRAIN_MAX=${S3_DRAIN_MAX:-45s}
 PUBS=${PUBS:-16}
 SUBS=${SUBS:-16}
 BROKERS=${BROKERS:-"mem bolt badger postgres mosquitto mochi-bolt mochi-badger"}
+# Scenario 1 also runs our broker with the settings whose durability matches the peers'
+# (no fsync per commit): bolt sync=batch and badger sync=none.
+S1_EXTRA=${S1_EXTRA-"bolt-batch badger-none"}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/mqttbench.XXXXXX)}
 mkdir -p "$WORK/bin" "$WORK/data" "$WORK/logs"
 RESULTS="$WORK/results.jsonl"
@@ -117,7 +120,9 @@ start() {
       case $name in
         mem) url="mem://" ;;
         bolt) url="bolt://$dir/bolt.db?sync=${BOLT_SYNC:-always}" ;;
+        bolt-batch) url="bolt://$dir/bolt.db?sync=batch" ;;
         badger) url="badger://$dir/badger?sync=${BADGER_SYNC:-always}" ;;
+        badger-none) url="badger://$dir/badger?sync=none" ;;
         postgres)
           [ -f "$dir/schema" ] || echo "bench_$(date +%s%N)" >"$dir/schema"
           url="$PG_BASE&schema=$(cat "$dir/schema")"
@@ -171,7 +176,9 @@ durability() {
   case $1 in
     mem) echo "none (RAM)" ;;
     bolt) echo "fsync per commit (sync=${BOLT_SYNC:-always})" ;;
+    bolt-batch) echo "fsync every 1s (sync=batch)" ;;
     badger) echo "fsync per commit (sync=${BADGER_SYNC:-always})" ;;
+    badger-none) echo "no fsync (sync=none)" ;;
     postgres) echo "WAL flush per commit" ;;
     mosquitto) echo "snapshot every ${MOSQ_AUTOSAVE:-1}s, no fsync" ;;
     mochi-bolt) echo "bbolt fsync per event" ;;
@@ -217,7 +224,7 @@ s3() {
   local w
   w=$(load -phase wait -since "$START_NS" -timeout 5m)
   local d
-  d=$(load -phase drain -state "$WORK/s3-$b.json" -parallel 200 -timeout "$S3_DRAIN_MAX" -settle 20s)
+  d=$(load -phase drain -state "$WORK/s3-$b.json" -parallel 200 -timeout "$S3_DRAIN_MAX" -settle 10s)
   local restart_s drained_s
   restart_s=$(jq '.wait_s // 0' <<<"$(orempty "$w")")
   drained_s=$(( ($(date +%s%N) - START_NS) / 1000000 ))
@@ -230,7 +237,7 @@ s4() {
   start "$b" "$dir"
   local out=$WORK/s4-$b.json
   "$BIN/mqttload" -addr "$ADDR" -json -reconnect -phase run -pubs "$PUBS" -subs "$SUBS" -qos 1 -size 256 \
-    -duration "${S4_DURATION}s" -settle 30s -timeout 10m -prefix s4 >"$out" 2>>"$WORK/logs/mqttload.log" &
+    -duration "${S4_DURATION}s" -settle 15s -timeout 10m -prefix s4 >"$out" 2>>"$WORK/logs/mqttload.log" &
   local lpid=$! gap
   gap=$(awk -v d="$S4_DURATION" -v k="$S4_KILLS" 'BEGIN {printf "%.2f", d / (k + 1)}')
   local kills=0
@@ -258,7 +265,9 @@ table() {
 }
 
 for sc in ${SCENARIOS:-1 2 3 4}; do
-  for b in $BROKERS; do
+  list=$BROKERS
+  if [ "$sc" = 1 ]; then list="$BROKERS $S1_EXTRA"; fi
+  for b in $list; do
     log "scenario $sc: $b"
     "s$sc" "$b"
   done
