@@ -16,6 +16,10 @@
 // messages that never arrive are reported as missing, and at QoS 2 a message that
 // arrives twice is a duplicate. Either makes the command exit with status 1.
 //
+// Every run is bounded: -count messages, -duration of publishing (whichever ends
+// first when both are given), waiting for stragglers at most -settle without an
+// arrival, and -timeout over everything.
+//
 // Phases (-phase):
 //   - run (default): subscribers connect and subscribe, publishers publish, the tool
 //     waits for everything owed to arrive (bounded by -settle and -timeout).
