@@ -142,7 +142,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_, err := p.pool.Exec(fctx, `DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = ANY($3)`, h, int16(class), dels)
+		_, err := p.pool.Exec(fctx, deleteSeqs, h, int16(class), dels, dels[0], dels[len(dels)-1])
 		if err != nil {
 			return errors.Join(result, p.wrap(ctx, "delete iterated packets", err))
 		}
@@ -155,7 +155,7 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		page = page[:0]
 		var b pgx.Batch
 		if len(dels) > 0 {
-			b.Queue(`DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = ANY($3)`, h, int16(class), dels)
+			b.Queue(deleteSeqs, h, int16(class), dels, dels[0], dels[len(dels)-1])
 		}
 		b.Queue(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq > $3 AND seq <= $4
 			ORDER BY seq LIMIT $5`, h, int16(class), last, *limit, pageSize)
@@ -211,6 +211,11 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 		last = page[len(page)-1].seq
 	}
 }
+
+// deleteSeqs deletes the listed packets of one queue ($3, ascending). The range
+// bounds ($4, $5) make it an index range scan; with "seq = ANY" alone the planner
+// may scan the whole queue for each page of acknowledgements.
+const deleteSeqs = `DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq BETWEEN $4 AND $5 AND seq = ANY($3)`
 
 // PacketsStore inserts every packet in one statement (one round trip, atomic),
 // numbering them in slice order, classes in their fixed order.

@@ -171,9 +171,16 @@ type provider struct {
 	closeOnce  sync.Once
 }
 
-func (p *provider) Sessions() persistence.Sessions  { return (*sessions)(p) }
-func (p *provider) Retained() persistence.Retained  { return (*retained)(p) }
-func (p *provider) System() persistence.System      { return (*system)(p) }
+// Sessions returns the session store, backed by mqtt_sessions and the tables
+// referencing it.
+func (p *provider) Sessions() persistence.Sessions { return (*sessions)(p) }
+
+// Retained returns the retained-message store (mqtt_retained).
+func (p *provider) Retained() persistence.Retained { return (*retained)(p) }
+
+// System returns the store's metadata (mqtt_system).
+func (p *provider) System() persistence.System { return (*system)(p) }
+
 func (p *provider) errClosed() error                { return fmt.Errorf("postgres: %w", persistence.ErrClosed) }
 func hashOf(s string) []byte                        { h := sha256.Sum256([]byte(s)); return h[:] }
 func (p *provider) check(ctx context.Context) error { return p.checkErr(ctx.Err()) }

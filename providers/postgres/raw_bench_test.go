@@ -175,7 +175,8 @@ func rawIterateAck(b *testing.B, syncCommit string, n int) {
 			if len(seqs) == 0 {
 				break
 			}
-			if _, err := pool.Exec(ctx, `DELETE FROM mqtt_packets WHERE h = $1 AND class = 2 AND seq = ANY($2)`, h, seqs); err != nil {
+			if _, err := pool.Exec(ctx, `DELETE FROM mqtt_packets WHERE h = $1 AND class = 2 AND seq BETWEEN $3 AND $4 AND seq = ANY($2)`,
+				h, seqs, seqs[0], seqs[len(seqs)-1]); err != nil {
 				b.Fatal(err)
 			}
 			visited += len(seqs)
