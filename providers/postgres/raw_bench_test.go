@@ -157,9 +157,13 @@ func rawIterateAck(b *testing.B, syncCommit string, n int) {
 		}
 		b.StartTimer()
 		visited := 0
-		var last int64
+		var last, limit int64
+		if err := pool.QueryRow(ctx, `SELECT max(seq) FROM mqtt_packets WHERE h = $1 AND class = 2`, h).Scan(&limit); err != nil {
+			b.Fatal(err)
+		}
 		for {
-			rows, _ := pool.Query(ctx, `SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = 2 AND seq > $2 ORDER BY seq LIMIT 256`, h, last)
+			rows, _ := pool.Query(ctx, `SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = 2 AND seq > $2 AND seq <= $3
+				ORDER BY seq LIMIT 256`, h, last, limit)
 			seqs := make([]int64, 0, 256)
 			for rows.Next() {
 				var seq int64
