@@ -14,6 +14,7 @@
 # S2_DRAIN_MAX (45s), S3_PUBLISH_MAX (25s), S3_DRAIN_MAX (45s).
 # BENCH_WORK: directory for binaries, stores, logs and results (default a new /tmp dir).
 # BENCH_PROFILE=1: CPU profile of our broker (bolt) under scenario 1, summarised.
+# TABLES_ONLY=1: print the tables of an earlier run's $BENCH_WORK/results.jsonl again.
 # MQTTSTORE_POSTGRES_DSN: use this PostgreSQL server (a fresh schema per run) instead
 # of a container from ${MQTTSTORE_POSTGRES_IMAGE:-mqttstore/postgres:15-local}.
 set -euo pipefail
@@ -44,7 +45,12 @@ S1_EXTRA=${S1_EXTRA-"bolt-batch badger-none"}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/mqttbench.XXXXXX)}
 mkdir -p "$WORK/bin" "$WORK/data" "$WORK/logs"
 RESULTS="$WORK/results.jsonl"
-: >"$RESULTS"
+if [ "${TABLES_ONLY:-0}" = 1 ]; then
+  [ -s "$RESULTS" ] || { echo "TABLES_ONLY=1 needs BENCH_WORK with a results.jsonl" >&2; exit 2; }
+else
+  : >"$RESULTS"
+  date -u +'%Y-%m-%d %H:%M UTC' >"$WORK/started"
+fi
 BIN=$WORK/bin
 PORT_OURS=${PORT_OURS:-18831}
 PORT_MOSQ=${PORT_MOSQ:-18832}
@@ -54,6 +60,7 @@ PORT_PG=${PORT_PG:-18834}
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---- what it needs ------------------------------------------------------------------
+if [ "${TABLES_ONLY:-0}" = 1 ]; then BROKERS=""; SCENARIOS=" "; fi
 need_apt=()
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)
 command -v jq >/dev/null || need_apt+=(jq)
@@ -61,10 +68,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-log "building cmd/demo, cmd/mqttload, bench/mochi into $BIN"
-go build -o "$BIN/demo" ./cmd/demo
-go build -o "$BIN/mqttload" ./cmd/mqttload
-(cd bench/mochi && go build -o "$BIN/mochi" .)
+[ "${TABLES_ONLY:-0}" = 1 ] || log "building cmd/demo, cmd/mqttload, bench/mochi into $BIN"
+[ "${TABLES_ONLY:-0}" = 1 ] || go build -o "$BIN/demo" ./cmd/demo
+[ "${TABLES_ONLY:-0}" = 1 ] || go build -o "$BIN/mqttload" ./cmd/mqttload
+[ "${TABLES_ONLY:-0}" = 1 ] || (cd bench/mochi && go build -o "$BIN/mochi" .)
 
 # ---- PostgreSQL ------------------------------------------------------------------------
 PG_BASE=""
@@ -180,7 +187,7 @@ durability() {
     badger) echo "fsync per commit (sync=${BADGER_SYNC:-always})" ;;
     badger-none) echo "no fsync (sync=none)" ;;
     postgres) echo "WAL flush per commit" ;;
-    mosquitto) echo "snapshot every ${MOSQ_AUTOSAVE:-1}s, no fsync" ;;
+    mosquitto) echo "snapshot every ${MOSQ_AUTOSAVE:-1}s, nothing per message" ;;
     mochi-bolt) echo "bbolt fsync per event" ;;
     mochi-badger) echo "Badger, SyncWrites=false" ;;
   esac
@@ -273,19 +280,27 @@ for sc in ${SCENARIOS:-1 2 3 4}; do
   done
 done
 
+if [ "${TABLES_ONLY:-0}" = 1 ]; then
+  # Durability wording may have changed since the run: recompute it.
+  tmp=$(mktemp)
+  while IFS= read -r line; do
+    jq -c --arg du "$(durability "$(jq -r .broker <<<"$line")")" '.durability = $du' <<<"$line"
+  done <"$RESULTS" >"$tmp"
+  mv "$tmp" "$RESULTS"
+fi
 MOSQ_RATE=$(jq -r 'select(.scenario == "1" and .broker == "mosquitto") | .msgs_per_s' "$RESULTS" | head -1)
 {
-  echo "## bench/run.sh — $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+  echo "## bench/run.sh — started $(cat "$WORK/started" 2>/dev/null || echo '?'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
   echo
   echo "Sizes: S1_COUNT=$S1_COUNT S2_COUNT=$S2_COUNT S3_SESSIONS=$S3_SESSIONS S3_QUEUED=$S3_QUEUED S4_DURATION=${S4_DURATION}s S4_KILLS=$S4_KILLS PUBS=$PUBS SUBS=$SUBS"
   table 1 "steady state, $PUBS publishers → $SUBS persistent subscribers, QoS 1, 256 B, $S1_COUNT messages" \
     "| broker | durability | msgs/s | vs Mosquitto | p50 ms | p99 ms | max ms | missing | dup | peak RSS MB |" \
     "\"| \(.broker) | \(.durability) | \(.msgs_per_s // 0 | floor) | \(if ${MOSQ_RATE:-0} > 0 then ((.msgs_per_s / ${MOSQ_RATE:-1}) * 100 | floor | tostring) + \"%\" else \"-\" end) | \(.p50_ms) | \(.p99_ms) | \(.max_ms) | \(.missing) | \(.duplicates) | \(.rss_mb) |\""
   table 2 "backlog, $S2_COUNT QoS 1 messages queued for one offline persistent subscriber, then drained" \
-    "| broker | publish msgs/s | queued (acked) | drain s | drain msgs/s | received | missing | sessions lost | peak RSS MB |" \
+    "| broker | publish msgs/s | queued (acked) | drain s | drain msgs/s | received | not received when the drain ended | sessions lost | peak RSS MB |" \
     '"| \(.broker) | \(.publish_rate_s2|floor) | \(.acked // 0) | \(.drain_s // 0 | . * 100 | floor / 100) | \(.msgs_per_s // 0 |floor) | \(.received // 0) | \(.missing // "?") | \(.sessions_lost // "?") | \(.rss_mb) |"'
   table 3 "restart, $S3_SESSIONS persistent sessions × $S3_QUEUED queued messages, clean stop and start" \
-    "| broker | create sessions s | queued (acked) | stop s | start → accepting s | start → all drained s | received | missing | sessions lost |" \
+    "| broker | create sessions s | queued (acked) | stop s | start → accepting s | start → drain ended s | received | not received when the drain ended | sessions lost |" \
     '"| \(.broker) | \(.sessions_s | . * 100 | floor / 100) | \(.acked // 0) | \(.stop_s) | \(.restart_s | . * 1000 | floor / 1000) | \(.restored_drained_s) | \(.received // 0) | \(.missing // "?") | \(.sessions_lost // "?") |"'
   table 4 "kill, scenario 1 for ${S4_DURATION}s with SIGKILL + restart $S4_KILLS times" \
     "| broker | kills | acked (owed) | received | missing | duplicates | msgs/s | verdict |" \
