@@ -39,7 +39,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.ReceiveMaximum, "receive-maximum", 0, "in-flight window per client (0: the broker's default)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a clean shutdown may take")
-	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store and exit")
+	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
 	fs.IntVar(&cfg.SelfCheckMessages, "selfcheck-messages", 100, "messages the self-check publishes")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

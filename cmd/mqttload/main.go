@@ -90,6 +90,8 @@ func printHuman(w io.Writer, r result) {
 		fmt.Fprintf(w, "sessions created: %d in %.2fs\n", r.Sessions, r.Seconds)
 	case "wait":
 		fmt.Fprintf(w, "broker accepting after %.3fs\n", r.WaitSeconds)
+	case "publish":
+		fmt.Fprintf(w, "published %d, acknowledged %d in %.2fs (%.0f msgs/s), publish errors %d\n", r.Published, r.Acked, r.Seconds, r.PublishRate, r.PublishErrors)
 	default:
 		fmt.Fprintf(w, "published %d, acknowledged %d, received %d, publish errors %d, reconnects %d\n", r.Published, r.Acked, r.Received, r.PublishErrors, r.Reconnects)
 		fmt.Fprintf(w, "%.2fs: %.0f msgs/s delivered, %.0f msgs/s published\n", r.Seconds, r.DeliveryRate, r.PublishRate)
