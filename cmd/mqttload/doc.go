@@ -38,6 +38,6 @@
 //
 // Only loopback addresses are accepted unless -allow-remote is given.
 //
-// This command imports only the standard library and paho.mqtt.golang (its smoke test
-// also uses the broker and the mem driver); nothing imports it.
+// This command imports only the standard library and paho.mqtt.golang (its smoke tests
+// also use the broker and the mem and bolt drivers); nothing imports it.
 package main
