@@ -18,6 +18,8 @@
 // missing message makes the command exit with status 1. mem:// cannot survive closing
 // the store, so for mem the restart keeps the open store and says so.
 //
-// This command imports the broker, the persistence package, every driver (blank
-// imports, so every URL scheme works) and paho for the self-check; nothing imports it.
+// It imports the broker, the persistence package, every driver (blank imports only,
+// so every URL scheme works; it must not use a driver's own API, only
+// persistence.Open) and paho for the self-check. It must not import the conformance
+// suite or anything under bench/. Nothing imports it.
 package main
