@@ -74,6 +74,13 @@ func (p *provider) write(ctx context.Context, s *stmt) error {
 	if len(p.committers) == 0 {
 		return p.runOne(ctx, s)
 	}
+	// A write with no other in progress runs on the caller's goroutine: there is
+	// nothing to group it with, and the hand-off to the committer would only add
+	// latency. Writes that overlap one in progress queue up and are grouped.
+	defer p.inflight.Add(-1)
+	if p.inflight.Add(1) == 1 {
+		return p.runOne(ctx, s)
+	}
 	c := p.committers[int(p.next.Add(1))%len(p.committers)]
 	err := c.Do(ctx, s)
 	if errors.Is(err, groupcommit.ErrClosed) {

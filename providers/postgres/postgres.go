@@ -167,6 +167,7 @@ type provider struct {
 	// group's WAL flush with the next group's work.
 	committers []*groupcommit.Committer[*stmt]
 	next       atomic.Uint32
+	inflight   atomic.Int32 // writes in progress
 	closed     atomic.Bool
 	closeOnce  sync.Once
 }
