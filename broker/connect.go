@@ -235,6 +235,11 @@ func (b *Broker) attachLocked(c *conn, s *session, cleanStart bool, st persisten
 		s.resetContent()
 	}
 	present := s.stored
+	if present {
+		// Heals a count left wrong by a write whose outcome was unknown, before
+		// the pump trusts it.
+		b.recountQueue(s)
+	}
 	st.UserData = s.state.UserData
 	if s.stored || st.ExpiryInterval != 0 {
 		var batch persistence.Batch
@@ -264,6 +269,7 @@ func (s *session) resetContent() {
 	s.incoming = map[uint16]uint64{}
 	s.queued, s.queuedBytes, s.pendingQ = 0, 0, 0
 	s.memQueue = nil
+	s.acked = nil
 	s.state = persistence.SessionState{}
 	s.expiry = persistence.SessionExpiry{}
 }
@@ -365,11 +371,15 @@ func (b *Broker) detach(c *conn) {
 	}
 	s.expiry = s.deadlinesAt(now, s.state.Will != nil)
 	var batch persistence.Batch
+	acked := s.takeAcked(&batch)
 	batch.StateStore(s.id, &s.state)
 	batch.ExpiryStore(s.id, s.expiry)
 	ctx, cancel := b.storeCtx()
 	_, err := b.sess.Apply(ctx, &batch)
 	cancel()
+	if err != nil {
+		s.returnAcked(acked)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		b.storageError("Sessions.Apply(disconnect)", s.id, err)

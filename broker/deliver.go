@@ -35,7 +35,8 @@ type plan struct {
 	s      *session
 	f      *flight
 	pp     *persistence.PersistedPacket
-	append bool // has an append in the batch
+	append bool     // has an append in the batch
+	acked  []uint64 // the session's pending acknowledgement deletes, carried by the batch
 }
 
 // publish routes msg (already owned by the broker) from client from: it updates the
@@ -149,6 +150,7 @@ func (b *Broker) planFor(s *session, pp *persistence.PersistedPacket, batch *per
 			s.inflight[pid] = f
 			p := plan{kind: planInflight, s: s, f: f, pp: pp}
 			if s.stored {
+				p.acked = s.takeAcked(batch)
 				batch.PacketAppend(s.id, persistence.ClassUnAck, pp)
 				p.append = true
 			}
@@ -180,6 +182,7 @@ func (b *Broker) planFor(s *session, pp *persistence.PersistedPacket, batch *per
 func (b *Broker) undoPlans(plans []plan) {
 	for _, p := range plans {
 		p.s.mu.Lock()
+		p.s.returnAcked(p.acked)
 		switch p.kind {
 		case planInflight:
 			if p.s.inflight[p.f.pid] == p.f {
@@ -320,30 +323,46 @@ func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
 	}
 }
 
-// completeFlight ends a flight: removes it from the store and the window and
-// wakes the pump. It reports false when the store failed (the client is then
-// disconnected, and the packet is redelivered on its next connection).
+// completeFlight ends a flight: it leaves the window at once, and its deletion
+// from the store is queued in session.acked for the next write or the pump's flush
+// (see there), which wake wakes. It reports whether the connection goes on.
 func (b *Broker) completeFlight(c *conn, f *flight) bool {
 	s := c.sess
 	s.mu.Lock()
-	stored := s.stored
-	s.mu.Unlock()
-	if stored {
-		ctx, cancel := b.storeCtx()
-		err := b.sess.PacketDelete(ctx, s.id, persistence.ClassUnAck, f.seq)
-		cancel()
-		if err != nil {
-			b.storageError("PacketDelete(UnAck)", s.id, err)
-			c.close(dispLost, packet.UnspecifiedError)
-			return false
-		}
-	}
-	s.mu.Lock()
 	if s.inflight[f.pid] == f {
 		delete(s.inflight, f.pid)
+		if s.stored {
+			s.acked = append(s.acked, f.seq)
+		}
 	}
 	s.mu.Unlock()
 	c.wake()
+	return true
+}
+
+// flushAcked commits the session's pending acknowledgement deletes. It reports
+// false when the store failed: the deletes are kept for a later try and the client
+// is disconnected, as for any storage failure.
+func (b *Broker) flushAcked(c *conn) bool {
+	s := c.sess
+	var batch persistence.Batch
+	s.mu.Lock()
+	acked := s.takeAcked(&batch)
+	s.mu.Unlock()
+	if len(acked) == 0 {
+		return true
+	}
+	ctx, cancel := b.storeCtx()
+	_, err := b.sess.Apply(ctx, &batch)
+	cancel()
+	if err != nil {
+		s.mu.Lock()
+		s.returnAcked(acked)
+		s.mu.Unlock()
+		b.storageError("Sessions.Apply(acknowledgements)", s.id, err)
+		c.close(dispLost, packet.UnspecifiedError)
+		return false
+	}
 	return true
 }
 
@@ -471,7 +490,11 @@ func (b *Broker) pump(c *conn) {
 			if s.queued == 0 {
 				s.fullLog = false
 			}
+			flush := len(s.acked) > 0
 			s.mu.Unlock()
+			if flush {
+				b.flushAcked(c)
+			}
 			return
 		}
 		room = min(room, pumpPage)
@@ -496,8 +519,13 @@ func (b *Broker) pump(c *conn) {
 			}
 			continue
 		}
+		// Never ask for more than the count: messages committed by a fan-out
+		// whose commitPlan has not run yet are in the store but not counted, and
+		// moving them here would let the count fall below what the store holds,
+		// stranding messages in the queue.
+		want := min(room, s.queued)
 		s.mu.Unlock()
-		if !b.pumpStored(c, room) {
+		if !b.pumpStored(c, want) {
 			return
 		}
 	}
@@ -528,13 +556,13 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		return false
 	}
 	if len(page) == 0 {
-		// The count drifted from the store (a failed write elsewhere); trust the store.
-		s.queued, s.queuedBytes = 0, 0
+		b.recountQueue(s)
 		s.mu.Unlock()
 		return false
 	}
 	now := b.now()
 	var batch persistence.Batch
+	acked := s.takeAcked(&batch)
 	var moved []*flight
 	var size int64
 	for _, p := range page {
@@ -561,6 +589,7 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		for _, f := range moved {
 			delete(s.inflight, f.pid)
 		}
+		s.returnAcked(acked)
 		s.mu.Unlock()
 		b.storageError("Sessions.Apply(move in flight)", s.id, err)
 		c.close(dispLost, packet.UnspecifiedError)
@@ -568,8 +597,8 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	}
 	s.queued -= len(page)
 	s.queuedBytes -= size
-	if s.queued < 0 {
-		s.queued, s.queuedBytes = 0, 0
+	if s.queued < 0 || s.queuedBytes < 0 {
+		b.recountQueue(s)
 	}
 	for i, f := range moved {
 		f.seq, f.reserved = seqs[i], false
@@ -579,4 +608,29 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		b.sendFlight(c, f, false)
 	}
 	return true
+}
+
+// recountQueue sets a stored session's queue count from the store after it was
+// found to disagree with it (a write whose outcome was unknown, such as one that
+// timed out). It only does so when no fan-out is about to add to the queue, since
+// such a message may already be in the store without being counted; otherwise
+// that fan-out's commit wakes the pump again. Caller holds mu.
+func (b *Broker) recountQueue(s *session) {
+	if s.pendingQ > 0 || !s.stored {
+		return
+	}
+	ctx, cancel := b.storeCtx()
+	n, err := b.sess.PacketCount(ctx, s.id, persistence.ClassQoS12)
+	cancel()
+	if err != nil {
+		b.storageError("PacketCount(QoS12)", s.id, err)
+		return
+	}
+	if int(n) != s.queued {
+		b.log.Warn("broker: queue count corrected from the store", "client", s.id, "counted", s.queued, "stored", n)
+	}
+	s.queued = int(n)
+	if n == 0 || s.queuedBytes < 0 {
+		s.queuedBytes = 0
+	}
 }

@@ -37,7 +37,16 @@ type session struct {
 	queuedBytes int64 // their encoded size
 	pendingQ    int   // appends to ClassQoS12 reserved by a batch not yet committed
 	memQueue    []*persistence.PersistedPacket
-	pumping     bool
+
+	// acked holds the ClassUnAck sequence numbers of flights the client has
+	// acknowledged but whose deletion is not committed yet. Deleting them one
+	// commit per acknowledgement would cap a connection at one fsync per message;
+	// instead they ride along with the next write for the session, or are flushed
+	// by the delivery pump, which the acknowledgement wakes. Every batch that
+	// appends to ClassUnAck for the session carries them first, so a packet id
+	// freed by an acknowledgement is never stored twice. A crash before the flush
+	// redelivers those messages with DUP, which QoS 1 and 2 allow.
+	acked []uint64
 
 	incoming map[uint16]uint64 // inbound QoS 2 awaiting PUBREL: packet id → seq in ClassIncoming
 	fullLog  bool              // a queue-full drop was logged since the queue last had room
@@ -89,6 +98,25 @@ func (s *session) committedFlights() []*flight {
 	}
 	slices.SortFunc(fs, func(a, b *flight) int { return cmp.Compare(a.seq, b.seq) })
 	return fs
+}
+
+// takeAcked moves the pending acknowledgement deletes into batch and returns them,
+// so that a failed batch can give them back with returnAcked. Caller holds mu.
+func (s *session) takeAcked(batch *persistence.Batch) []uint64 {
+	acked := s.acked
+	s.acked = nil
+	for _, seq := range acked {
+		batch.PacketDelete(s.id, persistence.ClassUnAck, seq)
+	}
+	return acked
+}
+
+// returnAcked puts back deletes taken by takeAcked whose batch failed. Caller
+// holds mu.
+func (s *session) returnAcked(acked []uint64) {
+	if len(acked) > 0 && s.stored {
+		s.acked = append(acked, s.acked...)
+	}
 }
 
 // hasQueue reports whether messages wait to go in flight (committed or about to

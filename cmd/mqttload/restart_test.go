@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +25,25 @@ type restartable struct {
 	store  persistence.Provider
 	b      *broker.Broker
 	served chan error
+	logs   lockedBuffer // the broker's log across restarts, shown when the test fails
+}
+
+// lockedBuffer is a bytes.Buffer that the broker's goroutines can log to at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func (r *restartable) start(ctx context.Context) {
@@ -33,7 +52,7 @@ func (r *restartable) start(ctx context.Context) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	b, err := broker.New(ctx, broker.Options{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := broker.New(ctx, broker.Options{Store: store, Logger: slog.New(slog.NewTextHandler(&r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		store.Close()
 		r.t.Fatal(err)
@@ -66,6 +85,30 @@ func (r *restartable) stop() {
 		r.t.Errorf("store close: %v", err)
 	}
 	r.b = nil
+}
+
+// logQueues logs what the store still holds for each session, so a failure says
+// whether missing messages were stuck in a queue or in flight, or never stored.
+func (r *restartable) logQueues(ctx context.Context) {
+	r.t.Helper()
+	st := r.b.Stats()
+	r.t.Logf("broker stats: %+v\nbroker log:\n%s", st, r.logs.String())
+	err := r.store.Sessions().LoadForEach(ctx, func(ls *persistence.LoadedSession) error {
+		id := ls.ID
+		for _, class := range []persistence.PacketClass{persistence.ClassQoS0, persistence.ClassQoS12, persistence.ClassUnAck, persistence.ClassIncoming} {
+			n, err := r.store.Sessions().PacketCount(ctx, id, class)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				r.t.Logf("session %q class %v: %d packets stored", id, class, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.t.Logf("listing the store: %v", err)
+	}
 }
 
 // waitMessagesIn waits until the broker has accepted more than n publishes.
@@ -122,6 +165,7 @@ func TestSmokeReconnectAcrossRestart(t *testing.T) {
 	}
 	t.Logf("acked %d, received %d, duplicates %d, reconnects %d", res.Acked, res.Received, res.Duplicates, res.Reconnects)
 	if o.code != 0 || !res.OK || !res.Verified || res.Missing != 0 || res.Acked == 0 {
+		r.logQueues(ctx)
 		t.Fatalf("exit %d: %+v\n%s", o.code, res, o.err)
 	}
 	if res.Reconnects == 0 {
