@@ -176,10 +176,14 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 				return nil
 			}
 			live := h.qid[class-1]
+			fromHead := first
 			if first {
 				qid = live
 			}
 			if live == 0 || live != qid {
+				if qid != 0 {
+					s.forgetQueueHead(qid)
+				}
 				gone = true // empty, or cleared since the iteration started
 				return nil
 			}
@@ -187,6 +191,8 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 			startKey := prefix
 			if next > 0 {
 				startKey = packetKey(qid, next)
+			} else if head := s.queueHead(qid); head > 0 {
+				startKey = packetKey(qid, head)
 			}
 			return tx.Iterate(prefix, startKey, func(k, v []byte) (bool, error) {
 				seq, err := packetSeq(k)
@@ -195,6 +201,10 @@ func (ss *sessions) PacketsForEach(ctx context.Context, id string, class persist
 				}
 				if seq > limit {
 					return false, nil
+				}
+				if fromHead && len(page) == 0 {
+					// Nothing is left in front of the first packet this snapshot holds.
+					s.setQueueHead(qid, seq)
 				}
 				it := item{seq: seq}
 				if it.p, err = persistence.DecodePacket(v); err != nil {

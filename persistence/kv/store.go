@@ -67,6 +67,49 @@ type Store struct {
 	closeErr  error
 
 	gcMu sync.Mutex // serializes garbage collection
+
+	// heads maps a queue id to a sequence number below which that queue holds no
+	// packet any more (see queueHead). Guarded by headsMu.
+	headsMu sync.Mutex
+	heads   map[uint64]uint64
+}
+
+// maxHeads bounds the heads map; when it is full it is emptied, which only makes
+// the next iteration of each queue start from the front again.
+const maxHeads = 1 << 16
+
+// queueHead returns where an iteration of queue qid may start: a sequence number
+// below which the queue has no packet, or 0 when none is known.
+//
+// Sequence numbers only grow, and a write never reuses one that a committed write
+// handed out, so once an iteration has seen a queue's first packet at S, no packet
+// below S can appear in that queue again. Starting there skips the deleted keys in
+// front of a draining queue, which an LSM engine such as Badger keeps as tombstones
+// until compaction and would otherwise step over again on every read of the queue:
+// quadratic work for a backlog drained page by page.
+func (s *Store) queueHead(qid uint64) uint64 {
+	s.headsMu.Lock()
+	defer s.headsMu.Unlock()
+	return s.heads[qid]
+}
+
+// setQueueHead records that queue qid holds no packet below seq.
+func (s *Store) setQueueHead(qid, seq uint64) {
+	s.headsMu.Lock()
+	defer s.headsMu.Unlock()
+	if s.heads == nil || (len(s.heads) >= maxHeads && s.heads[qid] == 0) {
+		s.heads = make(map[uint64]uint64)
+	}
+	if seq > s.heads[qid] {
+		s.heads[qid] = seq
+	}
+}
+
+// forgetQueueHead drops the hint of a queue that was cleared or deleted.
+func (s *Store) forgetQueueHead(qid uint64) {
+	s.headsMu.Lock()
+	defer s.headsMu.Unlock()
+	delete(s.heads, qid)
 }
 
 // writeFn is one caller's operation, run inside a shared write transaction. It must
