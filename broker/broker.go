@@ -73,6 +73,7 @@ type Broker struct {
 
 	mu        sync.RWMutex
 	sessions  map[string]*session // every known session, by client id
+	subs      subTree             // every session's subscriptions, by filter
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	addr      net.Addr

@@ -212,6 +212,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 		if rc != packet.Success && !s.stored {
 			// A session that exists nowhere but here must not linger.
 			s.gone = true
+			b.unindex(s)
 			s.mu.Unlock()
 			b.forget(s)
 			return false, rc
@@ -232,6 +233,7 @@ func (b *Broker) attachLocked(c *conn, s *session, cleanStart bool, st persisten
 			return false, packet.UnspecifiedError
 		}
 		s.stored = false
+		b.unindex(s)
 		s.resetContent()
 	}
 	present := s.stored
@@ -339,6 +341,7 @@ func (b *Broker) detach(c *conn) {
 	if !s.stored || s.state.ExpiryInterval == 0 {
 		stored := s.stored
 		s.gone = true
+		b.unindex(s)
 		s.mu.Unlock()
 		b.forget(s)
 		if publishNow {

@@ -155,6 +155,7 @@ func (b *Broker) expireOne(id string, e persistence.SessionExpiry, now time.Time
 		return willFired, false
 	}
 	s.gone = true
+	b.unindex(s)
 	s.mu.Unlock()
 	b.forget(s)
 	b.log.Debug("broker: session expired", "client", id)

@@ -27,6 +27,7 @@ func (b *Broker) restore(ctx context.Context) error {
 		}
 		for _, sub := range ls.Subscriptions {
 			s.subs[sub.Filter] = sub
+			b.subs.add(sub.Filter, s)
 		}
 		if ls.Expiry != nil {
 			s.expiry = *ls.Expiry

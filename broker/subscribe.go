@@ -8,41 +8,48 @@ import (
 )
 
 // match returns the sessions subscribed to topic, one target per session with its
-// matching subscriptions merged. It walks every subscription with
-// persistence.MatchTopic: simple and obviously correct, and fast enough for the
-// session counts this broker is meant for.
+// matching subscriptions merged. The subscription tree proposes candidates; each
+// is confirmed against the session's own subscriptions under its lock.
 func (b *Broker) match(from, topic string, qos byte) []target {
+	type candidate struct {
+		filter string
+		s      *session
+	}
+	var cands []candidate
+	b.subs.match(topic, func(filter string, s *session) { cands = append(cands, candidate{filter, s}) })
 	var out []target
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, s := range b.sessions {
+	at := map[*session]int{} // index in out
+	for _, c := range cands {
+		s := c.s
 		s.mu.Lock()
-		if s.gone {
+		sub, ok := s.subs[c.filter]
+		if s.gone || !ok || !persistence.MatchTopic(sub.Filter, topic) || (sub.NoLocal && s.id == from) {
 			s.mu.Unlock()
 			continue
 		}
-		found := false
-		var t target
-		for _, sub := range s.subs {
-			if !persistence.MatchTopic(sub.Filter, topic) || (sub.NoLocal && s.id == from) {
-				continue
-			}
-			if !found {
-				found = true
-				t.s = s
-			}
-			t.qos = max(t.qos, min(sub.QoS, qos))
-			t.retain = t.retain || sub.RetainAsPublished
-			if sub.ID != 0 {
-				t.ids = append(t.ids, sub.ID)
-			}
-		}
 		s.mu.Unlock()
-		if found {
-			out = append(out, t)
+		i, seen := at[s]
+		if !seen {
+			i = len(out)
+			at[s] = i
+			out = append(out, target{s: s})
+		}
+		t := &out[i]
+		t.qos = max(t.qos, min(sub.QoS, qos))
+		t.retain = t.retain || sub.RetainAsPublished
+		if sub.ID != 0 {
+			t.ids = append(t.ids, sub.ID)
 		}
 	}
 	return out
+}
+
+// unindex removes every subscription of s from the subscription tree, before s is
+// cleaned or forgotten. Caller holds s.mu.
+func (b *Broker) unindex(s *session) {
+	for f := range s.subs {
+		b.subs.remove(f, s)
+	}
 }
 
 // handleSubscribe stores the granted subscriptions before acknowledging them, then
@@ -97,6 +104,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) bool {
 		}
 	}
 	existed := make([]bool, len(granted))
+	for _, sub := range granted {
+		b.subs.add(sub.Filter, s)
+	}
 	s.mu.Lock()
 	for i, sub := range granted {
 		_, existed[i] = s.subs[sub.Filter]
@@ -157,7 +167,10 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) bool {
 	}
 	s.mu.Lock()
 	for _, f := range filters {
-		delete(s.subs, f)
+		if _, ok := s.subs[f]; ok {
+			delete(s.subs, f)
+			b.subs.remove(f, s)
+		}
 	}
 	s.mu.Unlock()
 	return c.sendPacket(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
