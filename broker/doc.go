@@ -25,6 +25,11 @@
 //     no will is published during shutdown; a persistent session's will is kept with
 //     its deadline (now + will delay) so the next New publishes it once the deadline
 //     passed, unless the client reconnects first.
+//   - A subscriber's acknowledgement (PUBACK, PUBCOMP) frees its window slot at
+//     once; deleting the message from the store rides with the session's next write
+//     or the delivery loop's next flush, not one commit per acknowledgement. A crash
+//     in between redelivers the message with DUP, which QoS 1 and 2 allow; a clean
+//     shutdown flushes them.
 //   - A persistent session that was connected when the process died is treated, on
 //     the next New, as disconnected at that moment: its will and expiry clocks
 //     start then.
