@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker"
+	"github.com/mqttstore/mqttstore/broker/packet"
 	"github.com/mqttstore/mqttstore/persistence"
 )
 
@@ -60,4 +61,44 @@ func testAcknowledgementsReachStore(t *testing.T, k storeKind) {
 	if m := s.recv(t); string(m.Payload()) != "after restart" || m.Duplicate() {
 		t.Fatalf("after a graceful restart got %q (dup %v), want only the new message", m.Payload(), m.Duplicate())
 	}
+}
+
+// TestRestoreWithUnflushedAcknowledgement builds the store a crash can leave behind
+// now that acknowledgement deletes are batched: an acknowledged flight whose delete
+// was not committed, and a newer flight that reused its packet id. The restored
+// broker must keep the newer one (redelivered with DUP) and drop the older one.
+func TestRestoreWithUnflushedAcknowledgement(t *testing.T) {
+	eachStore(t, func(t *testing.T, k storeKind) {
+		e := newEnv(t, k, broker.Options{})
+		s := dialV3(t, e.addr, "crashed-sub", false)
+		s.sub(t, "crash/#", 1)
+		s.close()
+		e.connected(0)
+		e.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, payload := range []string{"acknowledged before the crash", "in flight at the crash"} {
+			data, err := packet.Encode(nil, &packet.Publish{Topic: "crash/x", QoS: 1, PacketID: 7, Payload: []byte(payload)}, packet.Version5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.store.Sessions().PacketAppend(ctx, "crashed-sub", persistence.ClassUnAck,
+				&persistence.PersistedPacket{PacketID: 7, QoS: 1, ProtocolVersion: packet.Version5, Data: data})
+			if err != nil {
+				t.Fatalf("PacketAppend: %v", err)
+			}
+		}
+		e.start()
+		s = dialV3(t, e.addr, "crashed-sub", false)
+		defer s.close()
+		if m := s.recv(t); string(m.Payload()) != "in flight at the crash" || !m.Duplicate() {
+			t.Fatalf("first delivery %q (dup %v), want the newer in-flight message with DUP", m.Payload(), m.Duplicate())
+		}
+		p := dialV3(t, e.addr, "crash-pub", true)
+		defer p.close()
+		p.pub(t, "crash/x", 1, false, "after")
+		if m := s.recv(t); string(m.Payload()) != "after" {
+			t.Fatalf("then got %q, want the new message (the acknowledged one must not come back)", m.Payload())
+		}
+	})
 }

@@ -32,10 +32,18 @@ func (b *Broker) restore(ctx context.Context) error {
 		if ls.Expiry != nil {
 			s.expiry = *ls.Expiry
 		}
+		var stale []uint64
 		err := b.sess.PacketsForEach(ctx, s.id, persistence.ClassUnAck, func(p *persistence.PersistedPacket) (bool, error) {
-			if p.PacketID == 0 || s.inflight[p.PacketID] != nil || len(p.Data) == 0 {
+			if p.PacketID == 0 || len(p.Data) == 0 {
 				b.log.Error("broker: broken in-flight packet dropped", "client", s.id, "seq", p.Seq, "id", p.PacketID)
 				return true, nil
+			}
+			if old := s.inflight[p.PacketID]; old != nil {
+				// A packet id is given to a new flight only after the client
+				// acknowledged the previous one, and that acknowledgement's delete
+				// may not have been committed before the process ended (see
+				// session.acked). The older record (lower seq, met first) is it.
+				stale = append(stale, old.seq)
 			}
 			s.inflight[p.PacketID] = &flight{
 				seq: p.Seq, pid: p.PacketID, qos: p.QoS, pkt: p,
@@ -46,6 +54,15 @@ func (b *Broker) restore(ctx context.Context) error {
 		})
 		if err != nil {
 			return fmt.Errorf("in-flight packets of %q: %w", s.id, err)
+		}
+		if len(stale) > 0 {
+			var batch persistence.Batch
+			for _, seq := range stale {
+				batch.PacketDelete(s.id, persistence.ClassUnAck, seq)
+			}
+			if _, err := b.sess.Apply(ctx, &batch); err != nil {
+				return fmt.Errorf("acknowledged in-flight packets of %q: %w", s.id, err)
+			}
 		}
 		if s.nextPID == 0 {
 			s.nextPID = 1
