@@ -42,10 +42,12 @@ type session struct {
 	// acknowledged but whose deletion is not committed yet. Deleting them one
 	// commit per acknowledgement would cap a connection at one fsync per message;
 	// instead they ride along with the next write for the session, or are flushed
-	// by the delivery pump, which the acknowledgement wakes. Every batch that
-	// appends to ClassUnAck for the session carries them first, so a packet id
-	// freed by an acknowledgement is never stored twice. A crash before the flush
-	// redelivers those messages with DUP, which QoS 1 and 2 allow.
+	// by the delivery pump, which the acknowledgement wakes. A batch that appends
+	// to ClassUnAck for the session carries them, so that a reused packet id and
+	// the delete of its previous flight usually commit together; when a flush and
+	// such an append race, a crash can leave both records, and restore keeps the
+	// newer. A crash before the flush redelivers the acknowledged messages with
+	// DUP, which QoS 1 and 2 allow.
 	acked []uint64
 
 	incoming map[uint16]uint64 // inbound QoS 2 awaiting PUBREL: packet id → seq in ClassIncoming
