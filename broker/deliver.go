@@ -325,8 +325,8 @@ func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
 
 // completeFlight ends a flight: it leaves the window at once, and its deletion
 // from the store is queued in session.acked for the next write or the pump's flush
-// (see there), which wake wakes. It reports whether the connection goes on.
-func (b *Broker) completeFlight(c *conn, f *flight) bool {
+// (see there), which wake wakes.
+func (b *Broker) completeFlight(c *conn, f *flight) {
 	s := c.sess
 	s.mu.Lock()
 	if s.inflight[f.pid] == f {
@@ -337,20 +337,19 @@ func (b *Broker) completeFlight(c *conn, f *flight) bool {
 	}
 	s.mu.Unlock()
 	c.wake()
-	return true
 }
 
-// flushAcked commits the session's pending acknowledgement deletes. It reports
-// false when the store failed: the deletes are kept for a later try and the client
-// is disconnected, as for any storage failure.
-func (b *Broker) flushAcked(c *conn) bool {
+// flushAcked commits the session's pending acknowledgement deletes. When the store
+// fails, the deletes are kept for a later try and the client is disconnected, as
+// for any storage failure.
+func (b *Broker) flushAcked(c *conn) {
 	s := c.sess
 	var batch persistence.Batch
 	s.mu.Lock()
 	acked := s.takeAcked(&batch)
 	s.mu.Unlock()
 	if len(acked) == 0 {
-		return true
+		return
 	}
 	ctx, cancel := b.storeCtx()
 	_, err := b.sess.Apply(ctx, &batch)
@@ -361,9 +360,7 @@ func (b *Broker) flushAcked(c *conn) bool {
 		s.mu.Unlock()
 		b.storageError("Sessions.Apply(acknowledgements)", s.id, err)
 		c.close(dispLost, packet.UnspecifiedError)
-		return false
 	}
-	return true
 }
 
 // flightFor returns the committed flight with packet id pid, if any.
@@ -384,7 +381,8 @@ func (c *conn) handlePuback(p *packet.Puback) bool {
 		c.b.log.Debug("broker: PUBACK for unknown packet id", "client", c.info.ID, "id", p.PacketID)
 		return true
 	}
-	return c.b.completeFlight(c, f)
+	c.b.completeFlight(c, f)
+	return true
 }
 
 func (c *conn) handlePubrec(p *packet.Pubrec) bool {
@@ -398,7 +396,8 @@ func (c *conn) handlePubrec(p *packet.Pubrec) bool {
 		return c.sendPacket(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: rc})
 	}
 	if p.ReasonCode.IsError() {
-		return b.completeFlight(c, f) // the client refused the message: the flow ends here
+		b.completeFlight(c, f) // the client refused the message: the flow ends here
+		return true
 	}
 	if !f.rel {
 		rel, err := packet.Encode(nil, &packet.Pubrel{PacketID: f.pid}, packet.Version5)
@@ -432,7 +431,8 @@ func (c *conn) handlePubcomp(p *packet.Pubcomp) bool {
 	if f == nil || !f.rel {
 		return true
 	}
-	return c.b.completeFlight(c, f)
+	c.b.completeFlight(c, f)
+	return true
 }
 
 // redeliver sends the session's in-flight packets again, in their original order,
@@ -469,9 +469,7 @@ func (b *Broker) redeliver(c *conn) {
 	s.ready = true
 	s.mu.Unlock()
 	for _, f := range drop {
-		if !b.completeFlight(c, f) {
-			return
-		}
+		b.completeFlight(c, f)
 	}
 }
 
