@@ -18,7 +18,7 @@ import (
 type Options struct {
 	// Store is required: the broker's only memory that outlives the process. The
 	// caller opens it and closes it after Shutdown.
-	Store persistence.Provider
+	Store *persistence.Store
 	// Logger receives the broker's diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 	// TLSConfig, when non-nil, makes Serve and ListenAndServe speak TLS.
@@ -58,14 +58,14 @@ type Stats struct {
 // client hears about instead of a hung connection.
 const storeTimeout = 30 * time.Second
 
-// Broker is an MQTT 3.1.1 and 5.0 server on top of a persistence.Provider. Create
+// Broker is an MQTT 3.1.1 and 5.0 server on top of a *persistence.Store. Create
 // it with New, run it with Serve or ListenAndServe, stop it with Shutdown.
 type Broker struct {
 	opts   Options
 	log    *slog.Logger
 	limits Limits
-	sess   persistence.Sessions
-	ret    persistence.Retained
+	sess   *persistence.Sessions
+	ret    *persistence.Retained
 
 	// ctx is the parent of every store call; it ends when Shutdown has finished.
 	ctx    context.Context

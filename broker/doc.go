@@ -1,5 +1,5 @@
 // Package broker is a small MQTT 3.1.1 and 5.0 broker whose only memory that
-// outlives the process is a persistence.Provider: every change to persistent state
+// outlives the process is a *persistence.Store: every change to persistent state
 // (a session created, a subscription acknowledged, a message queued for an offline
 // or slow persistent subscriber, a packet put in flight, an acknowledgement, a
 // retained message, a will and its deadline, a session expiry deadline) is written

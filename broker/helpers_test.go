@@ -80,7 +80,7 @@ type env struct {
 	t     testing.TB
 	kind  storeKind
 	url   string
-	store persistence.Provider
+	store *persistence.Store
 	b     *broker.Broker
 	addr  string
 	opts  broker.Options

@@ -158,7 +158,7 @@ func benchAppend(b *testing.B, h Harness, writers int) {
 
 // appendRound makes n appends spread over the writers and checks that each writer's
 // sequence numbers increase.
-func appendRound(ctx context.Context, ss persistence.Sessions, ids []string, pkts []*persistence.PersistedPacket, lastSeq []uint64, n int) error {
+func appendRound(ctx context.Context, ss *persistence.Sessions, ids []string, pkts []*persistence.PersistedPacket, lastSeq []uint64, n int) error {
 	if len(ids) == 1 {
 		for range n {
 			seq, err := ss.PacketAppend(ctx, ids[0], persistence.ClassQoS12, pkts[0])
@@ -265,7 +265,7 @@ func benchRetained(b *testing.B, h Harness, n int) {
 
 // fillRetained stores sites×devs (about n) retained messages on
 // "site/%d/dev/%d/temp" in a new store.
-func fillRetained(tb testing.TB, h Harness, n int) (rs persistence.Retained, sites, devs int) {
+func fillRetained(tb testing.TB, h Harness, n int) (rs *persistence.Retained, sites, devs int) {
 	ctx := context.Background()
 	sites = benchRetainSites
 	devs = max(n/sites, 4)
@@ -289,7 +289,7 @@ func fillRetained(tb testing.TB, h Harness, n int) (rs persistence.Retained, sit
 }
 
 // benchLoadMatching measures LoadMatching of one filter that matches want messages.
-func benchLoadMatching(b *testing.B, rs persistence.Retained, filter string, want int) {
+func benchLoadMatching(b *testing.B, rs *persistence.Retained, filter string, want int) {
 	b.ReportAllocs()
 	ctx := context.Background()
 	filters := []string{filter}

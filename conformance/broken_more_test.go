@@ -16,7 +16,7 @@ import (
 // leftoverPackets forgets to delete packets with their session: a session created
 // again with the same id finds its old queues.
 type leftoverPackets struct {
-	persistence.Sessions
+	*persistence.Sessions
 	mu   sync.Mutex
 	left map[string]map[persistence.PacketClass][]*persistence.PersistedPacket
 }
@@ -58,7 +58,7 @@ func (s *leftoverPackets) Create(ctx context.Context, id string, base persistenc
 
 // ---- Create of an existing session succeeds ----
 
-type noErrExists struct{ persistence.Sessions }
+type noErrExists struct{ *persistence.Sessions }
 
 func (s noErrExists) Create(ctx context.Context, id string, base persistence.SessionBase) error {
 	if err := s.Sessions.Create(ctx, id, base); !errors.Is(err, persistence.ErrAlreadyExists) {
@@ -69,7 +69,7 @@ func (s noErrExists) Create(ctx context.Context, id string, base persistence.Ses
 
 // ---- retained Delete does nothing ----
 
-type retainedDeleteNoop struct{ persistence.Retained }
+type retainedDeleteNoop struct{ *persistence.Retained }
 
 func (retainedDeleteNoop) Delete(context.Context, string) error { return nil }
 
@@ -77,7 +77,7 @@ func (retainedDeleteNoop) Delete(context.Context, string) error { return nil }
 
 // applyOneByOne runs a batch's operations as single calls and stops at the first
 // error, leaving the earlier ones written.
-type applyOneByOne struct{ persistence.Sessions }
+type applyOneByOne struct{ *persistence.Sessions }
 
 func (s applyOneByOne) Apply(ctx context.Context, b *persistence.Batch) ([]uint64, error) {
 	var seqs []uint64
@@ -124,7 +124,7 @@ func (s applyOneByOne) Apply(ctx context.Context, b *persistence.Batch) ([]uint6
 // ---- the context is ignored altogether ----
 
 // ignoresContext runs every call with a context that is never done.
-func ignoresContext(p persistence.Provider) persistence.Provider {
+func ignoresContext(p *persistence.Store) *persistence.Store {
 	return hook(p, func(ctx context.Context, _ string, fn func(context.Context) error) error {
 		return fn(context.WithoutCancel(ctx))
 	})
@@ -141,7 +141,7 @@ func (s wallClockInfo) GetInfo(ctx context.Context) (persistence.SystemInfo, err
 }
 
 type systemWrapped struct {
-	persistence.Provider
+	*persistence.Store
 	sys persistence.System
 }
 

@@ -182,7 +182,7 @@ var apiCalls = []apiCall{
 		return e.rs.Wipe(ctx)
 	}},
 	{"System.GetInfo", false, false, func(e *env, ctx context.Context, _ *fixture, _ string) error {
-		_, err := e.p.System().GetInfo(ctx)
+		_, err := e.p.Info(ctx)
 		return err
 	}},
 }

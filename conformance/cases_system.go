@@ -12,12 +12,8 @@ import (
 func runSystem(t *testing.T, h Harness) { runCases(t, h, systemCases) }
 
 func (e *env) info() persistence.SystemInfo {
-	sys := e.p.System()
-	if sys == nil {
-		e.fatalf("Provider.System() = nil")
-	}
-	info, err := sys.GetInfo(e.ctx)
-	e.ok(err, "System.GetInfo")
+	info, err := e.p.Info(e.ctx)
+	e.ok(err, "Store.Info")
 	return info
 }
 
@@ -56,7 +52,7 @@ var systemCases = []tcase{
 	{"StoresAreIndependent", func(e *env) {
 		e.clock.Advance(time.Hour)
 		other := e.fresh()
-		info, err := other.System().GetInfo(e.ctx)
+		info, err := other.Info(e.ctx)
 		e.ok(err, "GetInfo of a second store")
 		if !info.CreatedAt.Equal(caseEpoch.Add(time.Hour)) {
 			e.fatalf("second store's CreatedAt = %s, want %s", fmtTime(info.CreatedAt), fmtTime(caseEpoch.Add(time.Hour)))

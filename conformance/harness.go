@@ -13,16 +13,16 @@ type Harness struct {
 	// New returns a new, empty store isolated from every other store New returned
 	// (its own temporary directory, database schema, …), opened with opts. It
 	// registers its own cleanup with t.Cleanup. Required.
-	New func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider
+	New func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store
 	// Reopen closes p and opens the same data again with opts, as a broker restart
 	// does. nil declares that the driver keeps nothing across Close (as mem does):
 	// the Durability cases then report themselves as not applicable.
-	Reopen func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider
+	Reopen func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
 	// Crash abandons p without calling Close, as a killed process would, and opens
 	// the same data again with opts. It may release p's resources (file locks, pool
 	// connections) in any way that does not flush state Close would have flushed.
 	// nil declares crash recovery not applicable.
-	Crash func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider
+	Crash func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
 	// Caps declares physical limits of the driver.
 	Caps Capabilities
 	// CaseTimeout bounds every case; 0 means 30 seconds. A driver that hangs fails

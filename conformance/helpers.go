@@ -40,9 +40,9 @@ type env struct {
 	h     Harness
 	ctx   context.Context
 	clock *Clock
-	p     persistence.Provider
-	ss    persistence.Sessions
-	rs    persistence.Retained
+	p     *persistence.Store
+	ss    *persistence.Sessions
+	rs    *persistence.Retained
 
 	main chan func() // work the test goroutine must do (harness calls take t)
 
@@ -123,7 +123,7 @@ func runCase(t *testing.T, h Harness, body func(e *env)) {
 
 // newProvider opens a new store with the case's clock. It must run on the test
 // goroutine.
-func (e *env) newProvider() persistence.Provider {
+func (e *env) newProvider() *persistence.Store {
 	p := e.h.New(e.t, persistence.WithClock(e.clock))
 	if p == nil {
 		e.t.Fatal("Harness.New returned a nil provider")
@@ -131,7 +131,7 @@ func (e *env) newProvider() persistence.Provider {
 	return p
 }
 
-func (e *env) setProvider(p persistence.Provider) {
+func (e *env) setProvider(p *persistence.Store) {
 	e.p, e.ss, e.rs = p, p.Sessions(), p.Retained()
 }
 
@@ -151,8 +151,8 @@ func (e *env) onMain(f func()) {
 }
 
 // fresh opens another new, empty store with the case's clock.
-func (e *env) fresh() persistence.Provider {
-	var p persistence.Provider
+func (e *env) fresh() *persistence.Store {
+	var p *persistence.Store
 	e.onMain(func() { p = e.newProvider() })
 	if p == nil {
 		e.fatalf("Harness.New failed")
@@ -163,7 +163,7 @@ func (e *env) fresh() persistence.Provider {
 // reopen reopens the case's store through Harness.Reopen (crash=false) or
 // Harness.Crash and makes the new provider the case's store.
 func (e *env) reopen(crash bool) {
-	var np persistence.Provider
+	var np *persistence.Store
 	e.onMain(func() {
 		if crash {
 			np = e.h.Crash(e.t, e.p, persistence.WithClock(e.clock))

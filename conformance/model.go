@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // The model-based randomized test. runModel applies random operation sequences to the
@@ -125,8 +126,8 @@ func modelConfig(t *testing.T) (seeds []uint64, ops int) {
 // harness functions take the *testing.T and may call t.Fatal, so they must run there.
 type reopenRequest struct {
 	crash bool
-	old   persistence.Provider
-	reply chan persistence.Provider
+	old   *persistence.Store
+	reply chan *persistence.Store
 }
 
 // runModelSequence runs one sequence. The sequence runs in its own goroutine so that a
@@ -149,8 +150,8 @@ func runModelSequence(t *testing.T, h Harness, seed uint64, ops int, hung *bool)
 	reqs := make(chan reopenRequest)
 	r := newModelRunner(seed, ops, p)
 	r.canReopen, r.canCrash = h.Reopen != nil, h.Crash != nil
-	r.reopen = func(crash bool) persistence.Provider {
-		req := reopenRequest{crash: crash, old: r.p, reply: make(chan persistence.Provider, 1)}
+	r.reopen = func(crash bool) *persistence.Store {
+		req := reopenRequest{crash: crash, old: r.p, reply: make(chan *persistence.Store, 1)}
 		select {
 		case reqs <- req:
 		case <-ctx.Done():
@@ -175,7 +176,7 @@ func runModelSequence(t *testing.T, h Harness, seed uint64, ops int, hung *bool)
 	for {
 		select {
 		case req := <-reqs:
-			var np persistence.Provider
+			var np *persistence.Store
 			if req.crash {
 				np = h.Crash(t, req.old)
 			} else {
@@ -259,12 +260,12 @@ type modelRunner struct {
 	ops  int
 	m    *model
 
-	p  persistence.Provider
-	ss persistence.Sessions
-	rs persistence.Retained
+	p  *persistence.Store
+	ss *persistence.Sessions
+	rs *persistence.Retained
 
 	canReopen, canCrash bool
-	reopen              func(crash bool) persistence.Provider
+	reopen              func(crash bool) *persistence.Store
 
 	// Sequence numbers: the model cannot predict them, so it records each one the
 	// driver assigns and checks that it is greater than every one assigned before in
@@ -291,7 +292,7 @@ type modelOp struct {
 
 const modelHistory = 40
 
-func newModelRunner(seed uint64, ops int, p persistence.Provider) *modelRunner {
+func newModelRunner(seed uint64, ops int, p *persistence.Store) *modelRunner {
 	r := &modelRunner{
 		seed:   seed,
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
@@ -303,7 +304,7 @@ func newModelRunner(seed uint64, ops int, p persistence.Provider) *modelRunner {
 	return r
 }
 
-func (r *modelRunner) setProvider(p persistence.Provider) {
+func (r *modelRunner) setProvider(p *persistence.Store) {
 	r.p, r.ss, r.rs = p, p.Sessions(), p.Retained()
 }
 
@@ -2101,7 +2102,7 @@ func (r *modelRunner) genBatch() (*persistence.Batch, []string) {
 // simulate applies ops to m in order, as Apply must. It returns the packets the
 // appends store (their Seq still unset), the first failure and whether any operation
 // has an argument no store accepts.
-func simulate(m *model, ops []persistence.Op) (appended []*persistence.PersistedPacket, appendKeys []seqKey, fail errKind, invalid bool) {
+func simulate(m *model, ops []driver.Op) (appended []*persistence.PersistedPacket, appendKeys []seqKey, fail errKind, invalid bool) {
 	for i := range ops {
 		if ops[i].Validate() != nil {
 			invalid = true
@@ -2118,13 +2119,13 @@ func simulate(m *model, ops []persistence.Op) (appended []*persistence.Persisted
 		}
 		s := m.sessions[op.ID]
 		switch op.Kind {
-		case persistence.OpCreate:
+		case driver.OpCreate:
 			if s != nil {
 				return nil, nil, errExists, invalid
 			}
 			m.sessions[op.ID] = &mSession{base: op.Base}
 			continue
-		case persistence.OpDelete:
+		case driver.OpDelete:
 			delete(m.sessions, op.ID)
 			continue
 		}
@@ -2132,40 +2133,40 @@ func simulate(m *model, ops []persistence.Op) (appended []*persistence.Persisted
 			return nil, nil, errNotFound, invalid
 		}
 		switch op.Kind {
-		case persistence.OpPacketAppend:
+		case driver.OpPacketAppend:
 			p := op.Packet.Clone()
 			placeholder[p] = true
 			appended = append(appended, p)
 			appendKeys = append(appendKeys, seqKey{op.ID, op.Class})
 			s.queues[op.Class-1] = append(s.queues[op.Class-1], p)
-		case persistence.OpPacketUpdate:
+		case driver.OpPacketUpdate:
 			j := live(s.queues[op.Class-1], op.Packet.Seq)
 			if j < 0 {
 				return nil, nil, errNotFound, invalid
 			}
 			s.queues[op.Class-1][j] = op.Packet.Clone()
-		case persistence.OpPacketDelete:
+		case driver.OpPacketDelete:
 			if j := live(s.queues[op.Class-1], op.Seq); j >= 0 {
 				s.queues[op.Class-1] = slices.Delete(s.queues[op.Class-1], j, j+1)
 			}
-		case persistence.OpPacketsDelete:
+		case driver.OpPacketsDelete:
 			s.queues[op.Class-1] = nil
-		case persistence.OpSubscriptionStore:
+		case driver.OpSubscriptionStore:
 			if s.subs == nil {
 				s.subs = map[string]persistence.Subscription{}
 			}
 			s.subs[op.Subscription.Filter] = op.Subscription
-		case persistence.OpSubscriptionDelete:
+		case driver.OpSubscriptionDelete:
 			delete(s.subs, op.Filter)
-		case persistence.OpSubscriptionsDeleteAll:
+		case driver.OpSubscriptionsDeleteAll:
 			s.subs = nil
-		case persistence.OpStateStore:
+		case driver.OpStateStore:
 			s.state = op.State.Clone()
-		case persistence.OpStateDelete:
+		case driver.OpStateDelete:
 			s.state = nil
-		case persistence.OpExpiryStore:
+		case driver.OpExpiryStore:
 			s.exp = op.Expiry
-		case persistence.OpExpiryDelete:
+		case driver.OpExpiryDelete:
 			s.exp = persistence.SessionExpiry{}
 		}
 	}

@@ -13,7 +13,7 @@ import (
 // memHarness is the harness of the in-memory driver, for the suite's own tests.
 func memHarness() Harness {
 	return Harness{
-		New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+		New: func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store {
 			p, err := persistence.Open(context.Background(), mem.Name+"://", opts...)
 			if err != nil {
 				t.Fatalf("open mem: %v", err)
@@ -77,16 +77,16 @@ func TestModelCatchesBrokenDrivers(t *testing.T) {
 func TestModelReopenPath(t *testing.T) {
 	h := memHarness()
 	var reopens, crashes int
-	h.Reopen = func(t testing.TB, p persistence.Provider, _ ...persistence.OpenOption) persistence.Provider {
+	h.Reopen = func(t testing.TB, p *persistence.Store, _ ...persistence.OpenOption) *persistence.Store {
 		reopens++
 		return &wrapped{Provider: p.(*wrapped).Provider}
 	}
-	h.Crash = func(t testing.TB, p persistence.Provider, _ ...persistence.OpenOption) persistence.Provider {
+	h.Crash = func(t testing.TB, p *persistence.Store, _ ...persistence.OpenOption) *persistence.Store {
 		crashes++
 		return &wrapped{Provider: p.(*wrapped).Provider}
 	}
 	newMem := h.New
-	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+	h.New = func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store {
 		return &wrapped{Provider: newMem(t, opts...)}
 	}
 	runModel(t, h)

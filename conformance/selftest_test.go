@@ -25,20 +25,20 @@ import (
 
 // wrapped is a provider whose Sessions, Retained or Close may be replaced.
 type wrapped struct {
-	persistence.Provider
-	ss    persistence.Sessions
-	rs    persistence.Retained
+	*persistence.Store
+	ss    *persistence.Sessions
+	rs    *persistence.Retained
 	close func() error
 }
 
-func (w *wrapped) Sessions() persistence.Sessions {
+func (w *wrapped) Sessions() *persistence.Sessions {
 	if w.ss != nil {
 		return w.ss
 	}
 	return w.Provider.Sessions()
 }
 
-func (w *wrapped) Retained() persistence.Retained {
+func (w *wrapped) Retained() *persistence.Retained {
 	if w.rs != nil {
 		return w.rs
 	}
@@ -54,7 +54,7 @@ func (w *wrapped) Close() error {
 
 // ---- LIFO iteration ----
 
-type lifoSessions struct{ persistence.Sessions }
+type lifoSessions struct{ *persistence.Sessions }
 
 func (s lifoSessions) PacketsForEach(ctx context.Context, id string, c persistence.PacketClass, fn persistence.PacketLoader) error {
 	var all []*persistence.PersistedPacket
@@ -86,7 +86,7 @@ func (s lifoSessions) PacketsForEach(ctx context.Context, id string, c persisten
 // leftoverSubs forgets to delete subscriptions with their session: a session created
 // again with the same id finds them.
 type leftoverSubs struct {
-	persistence.Sessions
+	*persistence.Sessions
 	mu   sync.Mutex
 	left map[string][]persistence.Subscription
 }
@@ -140,7 +140,7 @@ func (s *leftoverSubs) Apply(ctx context.Context, b *persistence.Batch) ([]uint6
 // ---- missing ErrNotFound ----
 
 // nilOnMissing returns a nil value and a nil error from gets of missing items.
-type nilOnMissing struct{ persistence.Sessions }
+type nilOnMissing struct{ *persistence.Sessions }
 
 func (s nilOnMissing) PacketGet(ctx context.Context, id string, c persistence.PacketClass, seq uint64) (*persistence.PersistedPacket, error) {
 	p, err := s.Sessions.PacketGet(ctx, id, c, seq)
@@ -158,7 +158,7 @@ func (s nilOnMissing) StateGet(ctx context.Context, id string) (*persistence.Ses
 	return st, err
 }
 
-type nilOnMissingRetained struct{ persistence.Retained }
+type nilOnMissingRetained struct{ *persistence.Retained }
 
 func (r nilOnMissingRetained) Get(ctx context.Context, topic string) (*persistence.PersistedPacket, error) {
 	p, err := r.Retained.Get(ctx, topic)
@@ -181,13 +181,13 @@ type remapQueue struct {
 // the tail reuses its number; updateToTail implements PacketUpdate as delete and
 // append, moving the packet to the tail of its queue.
 type remapSessions struct {
-	persistence.Sessions
+	*persistence.Sessions
 	reuse, updateToTail bool
 	mu                  sync.Mutex
 	qs                  map[seqKey]*remapQueue
 }
 
-func newRemap(ss persistence.Sessions, reuse, updateToTail bool) *remapSessions {
+func newRemap(ss *persistence.Sessions, reuse, updateToTail bool) *remapSessions {
 	return &remapSessions{Sessions: ss, reuse: reuse, updateToTail: updateToTail, qs: map[seqKey]*remapQueue{}}
 }
 
@@ -448,7 +448,7 @@ type callHook func(ctx context.Context, method string, fn func(ctx context.Conte
 
 // hookSessions delegates every method to in through hook.
 type hookSessions struct {
-	in   persistence.Sessions
+	in   *persistence.Sessions
 	hook callHook
 }
 
@@ -563,7 +563,7 @@ func (s *hookSessions) ExpiredForEach(ctx context.Context, now time.Time, fn per
 
 // hookRetained delegates every method to in through hook.
 type hookRetained struct {
-	in   persistence.Retained
+	in   *persistence.Retained
 	hook callHook
 }
 
@@ -613,13 +613,13 @@ func (s *hookSystem) GetInfo(ctx context.Context) (info persistence.SystemInfo, 
 
 // hooked is a provider whose every call goes through hook.
 type hooked struct {
-	persistence.Provider
+	*persistence.Store
 	ss *hookSessions
 	rs *hookRetained
 	sy *hookSystem
 }
 
-func hook(p persistence.Provider, h callHook) *hooked {
+func hook(p *persistence.Store, h callHook) *hooked {
 	return &hooked{
 		Provider: p,
 		ss:       &hookSessions{in: p.Sessions(), hook: h},
@@ -628,13 +628,13 @@ func hook(p persistence.Provider, h callHook) *hooked {
 	}
 }
 
-func (h *hooked) Sessions() persistence.Sessions { return h.ss }
-func (h *hooked) Retained() persistence.Retained { return h.rs }
+func (h *hooked) Sessions() *persistence.Sessions { return h.ss }
+func (h *hooked) Retained() *persistence.Retained { return h.rs }
 func (h *hooked) System() persistence.System     { return h.sy }
 
 // lockedCallbacks holds one store-wide mutex for the whole of every call, callbacks
 // included: a callback that calls back into the store deadlocks.
-func lockedCallbacks(p persistence.Provider) persistence.Provider {
+func lockedCallbacks(p *persistence.Store) *persistence.Store {
 	var mu sync.Mutex
 	return hook(p, func(ctx context.Context, _ string, fn func(context.Context) error) error {
 		mu.Lock()
@@ -644,7 +644,7 @@ func lockedCallbacks(p persistence.Provider) persistence.Provider {
 }
 
 // noErrClosed hides ErrClosed: calls after Close "succeed".
-func noErrClosed(p persistence.Provider) persistence.Provider {
+func noErrClosed(p *persistence.Store) *persistence.Store {
 	return hook(p, func(ctx context.Context, _ string, fn func(context.Context) error) error {
 		if err := fn(ctx); !errors.Is(err, persistence.ErrClosed) {
 			return err
@@ -655,7 +655,7 @@ func noErrClosed(p persistence.Provider) persistence.Provider {
 
 // writesDespiteCancel performs writes even when the context is already done (and
 // still reports the context's error).
-func writesDespiteCancel(p persistence.Provider) persistence.Provider {
+func writesDespiteCancel(p *persistence.Store) *persistence.Store {
 	return hook(p, func(ctx context.Context, method string, fn func(context.Context) error) error {
 		if ctx.Err() == nil || !isWrite(method) {
 			return fn(ctx)
@@ -677,7 +677,7 @@ func isWrite(method string) bool {
 }
 
 // closeNotIdempotent fails the second Close.
-func closeNotIdempotent(p persistence.Provider) persistence.Provider {
+func closeNotIdempotent(p *persistence.Store) *persistence.Store {
 	var once sync.Once
 	return &wrapped{Provider: p, close: func() error {
 		err := errors.New("broken: provider already closed")
@@ -688,7 +688,7 @@ func closeNotIdempotent(p persistence.Provider) persistence.Provider {
 
 // ---- callback error swallowed ----
 
-type swallowSessions struct{ persistence.Sessions }
+type swallowSessions struct{ *persistence.Sessions }
 
 func (s swallowSessions) PacketsForEach(ctx context.Context, id string, c persistence.PacketClass, fn persistence.PacketLoader) error {
 	var cbErr error
@@ -721,7 +721,7 @@ func (s swallowSessions) ExpiredForEach(ctx context.Context, now time.Time, fn p
 	return err
 }
 
-type swallowRetained struct{ persistence.Retained }
+type swallowRetained struct{ *persistence.Retained }
 
 func (r swallowRetained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
 	var cbErr error
@@ -746,7 +746,7 @@ func (r swallowRetained) Load(ctx context.Context, fn persistence.RetainedLoader
 // aliasSessions keeps the caller's Data slice of every appended or updated packet and
 // hands that same slice out on every read.
 type aliasSessions struct {
-	persistence.Sessions
+	*persistence.Sessions
 	mu   sync.Mutex
 	data map[uint64][]byte
 }
@@ -801,7 +801,7 @@ func (s *aliasSessions) PacketsForEach(ctx context.Context, id string, c persist
 }
 
 type aliasRetained struct {
-	persistence.Retained
+	*persistence.Retained
 	mu   sync.Mutex
 	data map[string][]byte
 }
@@ -882,7 +882,7 @@ func (r *aliasRetained) Load(ctx context.Context, fn persistence.RetainedLoader)
 
 // ---- ExpiredForEach returns sessions not yet due ----
 
-type expiredEarly struct{ persistence.Sessions }
+type expiredEarly struct{ *persistence.Sessions }
 
 func (s expiredEarly) ExpiredForEach(ctx context.Context, now time.Time, fn persistence.ExpiredLoader) error {
 	return s.Sessions.ExpiredForEach(ctx, now.Add(time.Hour), fn)
@@ -890,7 +890,7 @@ func (s expiredEarly) ExpiredForEach(ctx context.Context, now time.Time, fn pers
 
 // ---- '#' and '+' match '$' topics ----
 
-type dollarMatch struct{ persistence.Retained }
+type dollarMatch struct{ *persistence.Retained }
 
 func (r dollarMatch) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
 	if fn == nil {
@@ -913,51 +913,51 @@ func (r dollarMatch) LoadMatching(ctx context.Context, filters []string, fn pers
 type brokenDriver struct {
 	name string
 	// wrap breaks a real mem provider.
-	wrap func(p persistence.Provider) persistence.Provider
+	wrap func(p *persistence.Store) *persistence.Store
 	// hangs marks drivers that deadlock instead of failing a check.
 	hangs bool
 }
 
-func wrapSessions(f func(ss persistence.Sessions) persistence.Sessions) func(persistence.Provider) persistence.Provider {
-	return func(p persistence.Provider) persistence.Provider { return &wrapped{Provider: p, ss: f(p.Sessions())} }
+func wrapSessions(f func(ss *persistence.Sessions) *persistence.Sessions) func(*persistence.Store) *persistence.Store {
+	return func(p *persistence.Store) *persistence.Store { return &wrapped{Provider: p, ss: f(p.Sessions())} }
 }
 
-func wrapRetained(f func(rs persistence.Retained) persistence.Retained) func(persistence.Provider) persistence.Provider {
-	return func(p persistence.Provider) persistence.Provider { return &wrapped{Provider: p, rs: f(p.Retained())} }
+func wrapRetained(f func(rs *persistence.Retained) *persistence.Retained) func(*persistence.Store) *persistence.Store {
+	return func(p *persistence.Store) *persistence.Store { return &wrapped{Provider: p, rs: f(p.Retained())} }
 }
 
 var brokenDrivers = []brokenDriver{
-	{name: "LIFOIteration", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return lifoSessions{ss} })},
-	{name: "DeleteLeavesSubscriptions", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions {
+	{name: "LIFOIteration", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return lifoSessions{ss} })},
+	{name: "DeleteLeavesSubscriptions", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions {
 		return &leftoverSubs{Sessions: ss, left: map[string][]persistence.Subscription{}}
 	})},
-	{name: "NoErrNotFound", wrap: func(p persistence.Provider) persistence.Provider {
+	{name: "NoErrNotFound", wrap: func(p *persistence.Store) *persistence.Store {
 		return &wrapped{Provider: p, ss: nilOnMissing{p.Sessions()}, rs: nilOnMissingRetained{p.Retained()}}
 	}},
 	{name: "LockHeldDuringCallbacks", wrap: lockedCallbacks, hangs: true},
-	{name: "SeqReusedAfterDelete", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return newRemap(ss, true, false) })},
-	{name: "UpdateMovesToTail", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return newRemap(ss, false, true) })},
-	{name: "CallbackErrorSwallowed", wrap: func(p persistence.Provider) persistence.Provider {
+	{name: "SeqReusedAfterDelete", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return newRemap(ss, true, false) })},
+	{name: "UpdateMovesToTail", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return newRemap(ss, false, true) })},
+	{name: "CallbackErrorSwallowed", wrap: func(p *persistence.Store) *persistence.Store {
 		return &wrapped{Provider: p, ss: swallowSessions{p.Sessions()}, rs: swallowRetained{p.Retained()}}
 	}},
 	{name: "CloseNotIdempotent", wrap: closeNotIdempotent},
 	{name: "NoErrClosedAfterClose", wrap: noErrClosed},
 	{name: "CancelledContextWrites", wrap: writesDespiteCancel},
-	{name: "StoredValueAliasesCaller", wrap: func(p persistence.Provider) persistence.Provider {
+	{name: "StoredValueAliasesCaller", wrap: func(p *persistence.Store) *persistence.Store {
 		return &wrapped{Provider: p,
 			ss: &aliasSessions{Sessions: p.Sessions(), data: map[uint64][]byte{}},
 			rs: &aliasRetained{Retained: p.Retained(), data: map[string][]byte{}}}
 	}},
-	{name: "ExpiredBeforeDeadline", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return expiredEarly{ss} })},
-	{name: "HashMatchesDollarTopics", wrap: wrapRetained(func(rs persistence.Retained) persistence.Retained { return dollarMatch{rs} })},
-	{name: "DeleteLeavesPackets", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions {
+	{name: "ExpiredBeforeDeadline", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return expiredEarly{ss} })},
+	{name: "HashMatchesDollarTopics", wrap: wrapRetained(func(rs *persistence.Retained) *persistence.Retained { return dollarMatch{rs} })},
+	{name: "DeleteLeavesPackets", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions {
 		return &leftoverPackets{Sessions: ss, left: map[string]map[persistence.PacketClass][]*persistence.PersistedPacket{}}
 	})},
-	{name: "NoErrAlreadyExists", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return noErrExists{ss} })},
-	{name: "RetainedDeleteNoop", wrap: wrapRetained(func(rs persistence.Retained) persistence.Retained { return retainedDeleteNoop{rs} })},
-	{name: "ApplyNotAtomic", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return applyOneByOne{ss} })},
+	{name: "NoErrAlreadyExists", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return noErrExists{ss} })},
+	{name: "RetainedDeleteNoop", wrap: wrapRetained(func(rs *persistence.Retained) *persistence.Retained { return retainedDeleteNoop{rs} })},
+	{name: "ApplyNotAtomic", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return applyOneByOne{ss} })},
 	{name: "IgnoresContext", wrap: ignoresContext},
-	{name: "CreatedAtNotFromClock", wrap: func(p persistence.Provider) persistence.Provider {
+	{name: "CreatedAtNotFromClock", wrap: func(p *persistence.Store) *persistence.Store {
 		return systemWrapped{Provider: p, sys: wallClockInfo{p.System()}}
 	}},
 }
@@ -965,15 +965,15 @@ var brokenDrivers = []brokenDriver{
 // controlDrivers are wrappers that break nothing: the suite must pass them, which
 // shows that a broken driver fails because of its one broken rule.
 var controlDrivers = []brokenDriver{
-	{name: "Mem", wrap: func(p persistence.Provider) persistence.Provider { return p }},
-	{name: "RemapIdentity", wrap: wrapSessions(func(ss persistence.Sessions) persistence.Sessions { return newRemap(ss, false, false) })},
-	{name: "HookIdentity", wrap: func(p persistence.Provider) persistence.Provider {
+	{name: "Mem", wrap: func(p *persistence.Store) *persistence.Store { return p }},
+	{name: "RemapIdentity", wrap: wrapSessions(func(ss *persistence.Sessions) *persistence.Sessions { return newRemap(ss, false, false) })},
+	{name: "HookIdentity", wrap: func(p *persistence.Store) *persistence.Store {
 		return hook(p, func(ctx context.Context, _ string, fn func(context.Context) error) error { return fn(ctx) })
 	}},
 }
 
 // newMem returns a new in-memory store, bypassing the registry.
-func newMem() persistence.Provider { return mem.New(nil) }
+func newMem() *persistence.Store { return mem.New(nil) }
 
 // ---- running the suite against broken drivers in child processes ----
 
@@ -1052,7 +1052,7 @@ var selftestCases = []selftestCase{
 func (d brokenDriver) harness() Harness {
 	h := memHarness()
 	newMem := h.New
-	h.New = func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+	h.New = func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store {
 		return d.wrap(newMem(t, opts...))
 	}
 	return h

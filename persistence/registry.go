@@ -1,24 +1,24 @@
 package persistence
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 var (
 	driversMu sync.RWMutex
-	drivers   = map[string]Driver{}
+	drivers   = map[string]driver.Driver{}
 )
 
 // Register makes a driver available under name (the URL scheme that selects it). It
 // panics if name is empty, d is nil or name is already registered: both are
 // programming errors in a driver's init function.
-func Register(name string, d Driver) {
+func Register(name string, d driver.Driver) {
 	if name == "" || d == nil {
 		panic("persistence: Register with empty name or nil driver")
 	}
@@ -43,32 +43,25 @@ func Drivers() []string {
 	return names
 }
 
-// OpenOption adjusts how [Open] opens a store.
-type OpenOption func(*Config)
-
-// WithClock makes the driver read time from c.
-func WithClock(c Clock) OpenOption { return func(cfg *Config) { cfg.Clock = c } }
-
-// WithLogger gives the driver a logger for its diagnostics.
-func WithLogger(l *slog.Logger) OpenOption { return func(cfg *Config) { cfg.Logger = l } }
-
-// Open opens the store described by dsn, a URL whose scheme names the driver:
-// "mem://", "bolt:///var/lib/mqtt/state.db?sync=always",
-// "postgres://user@host/db?schema=mqtt". An unregistered scheme returns an error
-// matching [ErrUnknownProvider] listing the registered ones; a malformed URL or an
-// unknown or bad option returns one matching [ErrInvalidConfig].
-func Open(ctx context.Context, dsn string, opts ...OpenOption) (Provider, error) {
+// NewConnector parses dsn, a URL whose scheme names the driver ("mem://",
+// "bolt:///var/lib/mqtt/state.db?sync=always", "postgres://user@host/db?schema=mqtt"),
+// and returns the driver's connector for it without opening anything: every option is
+// validated, so a program can check its configuration before it touches a store. An
+// unregistered scheme returns an error matching [ErrUnknownProvider] listing the
+// registered ones; a malformed URL or an unknown or bad option returns one matching
+// [ErrInvalidConfig]. Passwords in dsn never appear in the error.
+func NewConnector(dsn string) (driver.Connector, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot parse store URL: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: cannot parse store URL %s: %v", ErrInvalidConfig, Redact(dsn), redactErr(err, dsn))
 	}
 	// URL.Query, which drivers read their options from, silently drops pairs it
 	// cannot parse; reject them here so that no option is ignored.
 	if _, err := url.ParseQuery(u.RawQuery); err != nil {
-		return nil, fmt.Errorf("%w: cannot parse the options of store URL %q: %v", ErrInvalidConfig, dsn, err)
+		return nil, fmt.Errorf("%w: cannot parse the options of store URL %s: %v", ErrInvalidConfig, Redact(dsn), redactErr(err, dsn))
 	}
 	if u.Scheme == "" {
-		return nil, fmt.Errorf("%w: store URL %q has no scheme; want one of %s (e.g. \"mem://\")", ErrInvalidConfig, dsn, strings.Join(Drivers(), ", "))
+		return nil, fmt.Errorf("%w: store URL %s has no scheme; want one of %s (e.g. \"mem://\")", ErrInvalidConfig, Redact(dsn), strings.Join(Drivers(), ", "))
 	}
 	name := strings.ToLower(u.Scheme)
 	driversMu.RLock()
@@ -82,12 +75,9 @@ func Open(ctx context.Context, dsn string, opts ...OpenOption) (Provider, error)
 		}
 		return nil, fmt.Errorf("%w %q: %s", ErrUnknownProvider, name, hint)
 	}
-	cfg := Config{URL: u, Clock: SystemClock{}, Logger: slog.New(slog.DiscardHandler)}
-	for _, o := range opts {
-		o(&cfg)
+	c, err := d.OpenConnector(u)
+	if err != nil {
+		return nil, redactErr(err, dsn)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return d.Open(ctx, cfg)
+	return c, nil
 }

@@ -59,7 +59,7 @@ func (c config) tlsConfig() (*tls.Config, error) {
 
 // openStore opens the store URL, creating the directory of a file-backed store
 // first so the default ./data/ path works in a fresh checkout.
-func openStore(ctx context.Context, dsn string, log *slog.Logger) (persistence.Provider, error) {
+func openStore(ctx context.Context, dsn string, log *slog.Logger) (*persistence.Store, error) {
 	if dir := localDir(dsn); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the store's directory: %w", err)
@@ -95,7 +95,7 @@ func redact(dsn string) string {
 }
 
 // startBroker creates a broker on store and logs what it restored.
-func startBroker(ctx context.Context, cfg config, store persistence.Provider) (*broker.Broker, error) {
+func startBroker(ctx context.Context, cfg config, store *persistence.Store) (*broker.Broker, error) {
 	tlsConf, err := cfg.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func run(ctx context.Context, cfg config, ready chan<- net.Addr) (err error) {
 		}
 	}()
 	driver := "?"
-	if info, ierr := store.System().GetInfo(ctx); ierr == nil {
+	if info, ierr := store.Info(ctx); ierr == nil {
 		driver = info.Driver
 	}
 	log.Info("demo: store opened", "driver", driver, "store", redact(cfg.Store))

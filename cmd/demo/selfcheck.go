@@ -29,7 +29,7 @@ type instance struct {
 	addr   string
 }
 
-func serveOn(ctx context.Context, cfg config, store persistence.Provider, addr string) (*instance, error) {
+func serveOn(ctx context.Context, cfg config, store *persistence.Store, addr string) (*instance, error) {
 	b, err := startBroker(ctx, cfg, store)
 	if err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	info, err := store.System().GetInfo(ctx)
+	info, err := store.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("reading store info: %w", err)
 	}
@@ -161,7 +161,7 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 		if err != nil {
 			return fmt.Errorf("reopening store: %w", err)
 		}
-		again, err := store.System().GetInfo(ctx)
+		again, err := store.Info(ctx)
 		if err != nil {
 			return fmt.Errorf("reading store info after reopening: %w", err)
 		}

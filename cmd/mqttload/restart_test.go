@@ -22,7 +22,7 @@ type restartable struct {
 	t      *testing.T
 	dsn    string
 	addr   string
-	store  persistence.Provider
+	store  *persistence.Store
 	b      *broker.Broker
 	served chan error
 	logs   lockedBuffer // the broker's log across restarts, shown when the test fails

@@ -1,4 +1,4 @@
-package persistence
+package driver
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 // remembering which were read, so that [Options.Err] can reject both bad values and
 // options the driver does not know. Nothing is silently ignored.
 //
-//	o := persistence.NewOptions(cfg.URL.Query())
+//	o := driver.NewOptions(u.Query())
 //	sync := o.Enum("sync", "always", "always", "batch", "none")
 //	timeout := o.Duration("timeout", 2*time.Second)
 //	if err := o.Err(); err != nil { return nil, err }

@@ -1,4 +1,4 @@
-package persistence
+package driver
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package persistence_test
+package driver_test
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // refMatch is the reference MatchTopic: a direct transcription of MQTT 3.1.1/5.0
@@ -172,7 +172,7 @@ func TestMatchTopic(t *testing.T) {
 		{"a/b", "a/#", false},
 	}
 	for _, tt := range tests {
-		if got := persistence.MatchTopic(tt.filter, tt.topic); got != tt.want {
+		if got := driver.MatchTopic(tt.filter, tt.topic); got != tt.want {
 			t.Errorf("MatchTopic(%q, %q) = %v, want %v", tt.filter, tt.topic, got, tt.want)
 		}
 		// The table also checks the reference, so that the fuzz test compares
@@ -190,7 +190,7 @@ func TestValidFilter(t *testing.T) {
 		strings.Repeat("a", 65535),
 	}
 	for _, f := range valid {
-		if err := persistence.ValidFilter(f); err != nil {
+		if err := driver.ValidFilter(f); err != nil {
 			t.Errorf("ValidFilter(%.40q) = %v, want nil", f, err)
 		}
 	}
@@ -200,8 +200,8 @@ func TestValidFilter(t *testing.T) {
 		strings.Repeat("a", 65536),
 	}
 	for _, f := range invalid {
-		err := persistence.ValidFilter(f)
-		if !errors.Is(err, persistence.ErrInvalidArgument) {
+		err := driver.ValidFilter(f)
+		if !errors.Is(err, driver.ErrInvalidArgument) {
 			t.Errorf("ValidFilter(%.40q) = %v, want an error matching ErrInvalidArgument", f, err)
 		}
 	}
@@ -213,7 +213,7 @@ func TestValidTopic(t *testing.T) {
 		strings.Repeat("a", 65535),
 	}
 	for _, s := range valid {
-		if err := persistence.ValidTopic(s); err != nil {
+		if err := driver.ValidTopic(s); err != nil {
 			t.Errorf("ValidTopic(%.40q) = %v, want nil", s, err)
 		}
 	}
@@ -222,8 +222,8 @@ func TestValidTopic(t *testing.T) {
 		strings.Repeat("a", 65536),
 	}
 	for _, s := range invalid {
-		err := persistence.ValidTopic(s)
-		if !errors.Is(err, persistence.ErrInvalidArgument) {
+		err := driver.ValidTopic(s)
+		if !errors.Is(err, driver.ErrInvalidArgument) {
 			t.Errorf("ValidTopic(%.40q) = %v, want an error matching ErrInvalidArgument", s, err)
 		}
 	}
@@ -258,7 +258,7 @@ func TestSplitSharedFilter(t *testing.T) {
 		{"$share/g#/a", "", "$share/g#/a", false},
 	}
 	for _, tt := range tests {
-		group, filter, ok := persistence.SplitSharedFilter(tt.in)
+		group, filter, ok := driver.SplitSharedFilter(tt.in)
 		if group != tt.group || filter != tt.filter || ok != tt.ok {
 			t.Errorf("SplitSharedFilter(%q) = %q, %q, %v; want %q, %q, %v", tt.in, group, filter, ok, tt.group, tt.filter, tt.ok)
 		}
@@ -285,7 +285,7 @@ func TestFilterPrefix(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := persistence.FilterPrefix(tt.filter); got != tt.want {
+		if got := driver.FilterPrefix(tt.filter); got != tt.want {
 			t.Errorf("FilterPrefix(%q) = %q, want %q", tt.filter, got, tt.want)
 		}
 	}
@@ -296,10 +296,10 @@ func TestFilterPrefix(t *testing.T) {
 // parent level a trailing "/#" also matches ("a/#" matches "a").
 func checkFilterPrefix(t *testing.T, filter, topic string) {
 	t.Helper()
-	if !persistence.MatchTopic(filter, topic) {
+	if !driver.MatchTopic(filter, topic) {
 		return
 	}
-	prefix := persistence.FilterPrefix(filter)
+	prefix := driver.FilterPrefix(filter)
 	if strings.HasPrefix(topic, prefix) {
 		return
 	}
@@ -330,7 +330,7 @@ func TestMatchTopicRandomized(t *testing.T) {
 	for range 200000 {
 		f := randomName(r, filterLevels)
 		tp := randomName(r, topicLevels)
-		got, want := persistence.MatchTopic(f, tp), refMatch(f, tp)
+		got, want := driver.MatchTopic(f, tp), refMatch(f, tp)
 		if got != want {
 			t.Fatalf("MatchTopic(%q, %q) = %v, reference says %v", f, tp, got, want)
 		}
@@ -356,7 +356,7 @@ func FuzzMatchTopic(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, filter, topic string) {
-		got := persistence.MatchTopic(filter, topic)
+		got := driver.MatchTopic(filter, topic)
 		if want := refMatch(filter, topic); got != want {
 			t.Fatalf("MatchTopic(%q, %q) = %v, reference says %v", filter, topic, got, want)
 		}
@@ -368,10 +368,10 @@ func FuzzMatchTopic(f *testing.F) {
 			}
 		}
 		// A filter ValidFilter rejects for its wildcards matches nothing.
-		if err := persistence.ValidFilter(filter); err != nil && got && !strings.ContainsRune(filter, 0) && len(filter) <= 65535 {
+		if err := driver.ValidFilter(filter); err != nil && got && !strings.ContainsRune(filter, 0) && len(filter) <= 65535 {
 			t.Fatalf("invalid filter %q (%v) matched %q", filter, err, topic)
 		}
-		_ = persistence.FilterPrefix(filter) // must not panic on any input
-		persistence.SplitSharedFilter(filter)
+		_ = driver.FilterPrefix(filter) // must not panic on any input
+		driver.SplitSharedFilter(filter)
 	})
 }

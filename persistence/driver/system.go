@@ -1,7 +1,6 @@
-package persistence
+package driver
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -24,12 +23,6 @@ type SystemInfo struct {
 	SDKVersion string
 	// Driver is the name of the driver that serves the store.
 	Driver string
-}
-
-// System gives access to the store's own metadata.
-type System interface {
-	// GetInfo returns the store's metadata.
-	GetInfo(ctx context.Context) (SystemInfo, error)
 }
 
 // CheckSchema returns an error matching [ErrSchemaVersion] when a store recorded as

@@ -1,4 +1,4 @@
-package persistence
+package driver
 
 import "errors"
 
@@ -10,8 +10,8 @@ var (
 	ErrNotFound = errors.New("persistence: not found")
 	// ErrAlreadyExists reports a Create of a session that already exists.
 	ErrAlreadyExists = errors.New("persistence: already exists")
-	// ErrClosed reports a call on a provider after Close.
-	ErrClosed = errors.New("persistence: provider is closed")
+	// ErrClosed reports a call on a store after Close.
+	ErrClosed = errors.New("persistence: store is closed")
 	// ErrBrokenEntry reports a stored blob that cannot be decoded: truncated,
 	// corrupted (checksum mismatch), of the wrong kind or of an unknown format version.
 	ErrBrokenEntry = errors.New("persistence: broken entry")

@@ -1,4 +1,4 @@
-package persistence_test
+package driver_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // ---- hand-built blobs, written from FORMAT.md rather than from codec.go ----
@@ -63,7 +63,7 @@ func cat(p ...[]byte) []byte { return bytes.Join(p, nil) }
 
 // ---- comparisons that treat times as instants (Equal) and nil Data as empty ----
 
-func samePacket(a, b *persistence.PersistedPacket) bool {
+func samePacket(a, b *driver.PersistedPacket) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
@@ -72,9 +72,9 @@ func samePacket(a, b *persistence.PersistedPacket) bool {
 		bytes.Equal(a.Data, b.Data)
 }
 
-func sameSubscription(a, b persistence.Subscription) bool { return a == b }
+func sameSubscription(a, b driver.Subscription) bool { return a == b }
 
-func sameState(a, b *persistence.SessionState) bool {
+func sameState(a, b *driver.SessionState) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
@@ -83,15 +83,15 @@ func sameState(a, b *persistence.SessionState) bool {
 		a.DisconnectedAt.Equal(b.DisconnectedAt) && bytes.Equal(a.UserData, b.UserData)
 }
 
-func sameExpiry(a, b persistence.SessionExpiry) bool {
+func sameExpiry(a, b driver.SessionExpiry) bool {
 	return a.ExpireAt.Equal(b.ExpireAt) && a.WillAt.Equal(b.WillAt)
 }
 
-func sameBase(a, b persistence.SessionBase) bool {
+func sameBase(a, b driver.SessionBase) bool {
 	return a.ProtocolVersion == b.ProtocolVersion && a.CreatedAt.Equal(b.CreatedAt)
 }
 
-func sameSystem(a, b persistence.SystemInfo) bool {
+func sameSystem(a, b driver.SystemInfo) bool {
 	return a.SchemaVersion == b.SchemaVersion && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.SDKVersion == b.SDKVersion && a.Driver == b.Driver
 }
@@ -125,128 +125,128 @@ func allBytes() []byte {
 
 type packetCase struct {
 	name string
-	in   *persistence.PersistedPacket
-	want *persistence.PersistedPacket // nil: same as in
+	in   *driver.PersistedPacket
+	want *driver.PersistedPacket // nil: same as in
 }
 
 func packetCases() []packetCase {
 	return []packetCase{
-		{name: "Zero", in: &persistence.PersistedPacket{}},
-		{name: "Typical", in: &persistence.PersistedPacket{PacketID: 7, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: []byte{0x32, 0x05, 0x00, 0x01, 'a', 0x00, 0x07}}},
-		{name: "MaxValues", in: &persistence.PersistedPacket{PacketID: math.MaxUint16, QoS: 2, ProtocolVersion: math.MaxUint8, ExpireAt: tFar, Data: allBytes()}},
-		{name: "ExpiryBefore1970", in: &persistence.PersistedPacket{QoS: 1, ExpireAt: tBefore1970, Data: []byte("x")}},
-		{name: "ExpiryJustBefore1970", in: &persistence.PersistedPacket{ExpireAt: tJustBefore1970}},
-		{name: "ExpiryOneNanosecondAfterZeroTime", in: &persistence.PersistedPacket{ExpireAt: tAfterZero}},
-		{name: "ExpiryBeforeYear1", in: &persistence.PersistedPacket{ExpireAt: tBC}},
-		{name: "ExpiryInOtherZone", in: &persistence.PersistedPacket{ExpireAt: tZoned}},
-		{name: "ExpiryWithMonotonicReading", in: &persistence.PersistedPacket{ExpireAt: time.Now()}},
-		{name: "ExpiryLocalTime", in: &persistence.PersistedPacket{ExpireAt: tWallOnly}},
-		{name: "NULBytesInData", in: &persistence.PersistedPacket{QoS: 2, PacketID: 1, Data: []byte{0, 0, 0}}},
+		{name: "Zero", in: &driver.PersistedPacket{}},
+		{name: "Typical", in: &driver.PersistedPacket{PacketID: 7, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: []byte{0x32, 0x05, 0x00, 0x01, 'a', 0x00, 0x07}}},
+		{name: "MaxValues", in: &driver.PersistedPacket{PacketID: math.MaxUint16, QoS: 2, ProtocolVersion: math.MaxUint8, ExpireAt: tFar, Data: allBytes()}},
+		{name: "ExpiryBefore1970", in: &driver.PersistedPacket{QoS: 1, ExpireAt: tBefore1970, Data: []byte("x")}},
+		{name: "ExpiryJustBefore1970", in: &driver.PersistedPacket{ExpireAt: tJustBefore1970}},
+		{name: "ExpiryOneNanosecondAfterZeroTime", in: &driver.PersistedPacket{ExpireAt: tAfterZero}},
+		{name: "ExpiryBeforeYear1", in: &driver.PersistedPacket{ExpireAt: tBC}},
+		{name: "ExpiryInOtherZone", in: &driver.PersistedPacket{ExpireAt: tZoned}},
+		{name: "ExpiryWithMonotonicReading", in: &driver.PersistedPacket{ExpireAt: time.Now()}},
+		{name: "ExpiryLocalTime", in: &driver.PersistedPacket{ExpireAt: tWallOnly}},
+		{name: "NULBytesInData", in: &driver.PersistedPacket{QoS: 2, PacketID: 1, Data: []byte{0, 0, 0}}},
 		{
 			// Seq is the driver's key, not part of the blob.
 			name: "SeqIsNotEncoded",
-			in:   &persistence.PersistedPacket{Seq: 42, PacketID: 9, QoS: 1, ProtocolVersion: 4, Data: []byte("d")},
-			want: &persistence.PersistedPacket{Seq: 0, PacketID: 9, QoS: 1, ProtocolVersion: 4, Data: []byte("d")},
+			in:   &driver.PersistedPacket{Seq: 42, PacketID: 9, QoS: 1, ProtocolVersion: 4, Data: []byte("d")},
+			want: &driver.PersistedPacket{Seq: 0, PacketID: 9, QoS: 1, ProtocolVersion: 4, Data: []byte("d")},
 		},
 	}
 }
 
 type subscriptionCase struct {
 	name string
-	in   persistence.Subscription
+	in   driver.Subscription
 }
 
 func subscriptionCases() []subscriptionCase {
 	return []subscriptionCase{
-		{"Zero", persistence.Subscription{}},
-		{"Typical", persistence.Subscription{Filter: "sport/tennis/+", QoS: 1}},
-		{"MaxValues", persistence.Subscription{Filter: "$share/g/a/+/#", QoS: 2, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: math.MaxUint32}},
-		{"NoLocalOnly", persistence.Subscription{Filter: "a", NoLocal: true}},
-		{"RetainAsPublishedOnly", persistence.Subscription{Filter: "a", RetainAsPublished: true, RetainHandling: 1}},
-		{"BinaryFilter", persistence.Subscription{Filter: string(allBytes()), ID: 268435455}},
-		{"LongFilter", persistence.Subscription{Filter: strings.Repeat("ab/", 21845), ID: 1}},
+		{"Zero", driver.Subscription{}},
+		{"Typical", driver.Subscription{Filter: "sport/tennis/+", QoS: 1}},
+		{"MaxValues", driver.Subscription{Filter: "$share/g/a/+/#", QoS: 2, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: math.MaxUint32}},
+		{"NoLocalOnly", driver.Subscription{Filter: "a", NoLocal: true}},
+		{"RetainAsPublishedOnly", driver.Subscription{Filter: "a", RetainAsPublished: true, RetainHandling: 1}},
+		{"BinaryFilter", driver.Subscription{Filter: string(allBytes()), ID: 268435455}},
+		{"LongFilter", driver.Subscription{Filter: strings.Repeat("ab/", 21845), ID: 1}},
 	}
 }
 
 type stateCase struct {
 	name string
-	in   *persistence.SessionState
-	want *persistence.SessionState // nil: same as in
+	in   *driver.SessionState
+	want *driver.SessionState // nil: same as in
 }
 
 func stateCases() []stateCase {
-	will := &persistence.PersistedPacket{PacketID: 0, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: []byte{0x30, 0x03, 0, 1, 'w'}}
+	will := &driver.PersistedPacket{PacketID: 0, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: []byte{0x30, 0x03, 0, 1, 'w'}}
 	return []stateCase{
-		{name: "Zero", in: &persistence.SessionState{}},
-		{name: "Typical", in: &persistence.SessionState{ProtocolVersion: 5, ExpiryInterval: time.Hour, Username: "alice", WillDelay: 30 * time.Second, DisconnectedAt: tNanos, UserData: []byte("opaque")}},
-		{name: "WillEmbedded", in: &persistence.SessionState{ProtocolVersion: 5, Will: will, WillDelay: time.Minute, UserData: []byte{0}}},
-		{name: "WillWithoutData", in: &persistence.SessionState{Will: &persistence.PersistedPacket{}}},
-		{name: "WillWithAllFields", in: &persistence.SessionState{Will: &persistence.PersistedPacket{PacketID: math.MaxUint16, QoS: 2, ProtocolVersion: 4, ExpireAt: tBefore1970, Data: allBytes()}}},
+		{name: "Zero", in: &driver.SessionState{}},
+		{name: "Typical", in: &driver.SessionState{ProtocolVersion: 5, ExpiryInterval: time.Hour, Username: "alice", WillDelay: 30 * time.Second, DisconnectedAt: tNanos, UserData: []byte("opaque")}},
+		{name: "WillEmbedded", in: &driver.SessionState{ProtocolVersion: 5, Will: will, WillDelay: time.Minute, UserData: []byte{0}}},
+		{name: "WillWithoutData", in: &driver.SessionState{Will: &driver.PersistedPacket{}}},
+		{name: "WillWithAllFields", in: &driver.SessionState{Will: &driver.PersistedPacket{PacketID: math.MaxUint16, QoS: 2, ProtocolVersion: 4, ExpireAt: tBefore1970, Data: allBytes()}}},
 		{
 			name: "WillSeqIsNotEncoded",
-			in:   &persistence.SessionState{Will: &persistence.PersistedPacket{Seq: 5, Data: []byte("w")}},
-			want: &persistence.SessionState{Will: &persistence.PersistedPacket{Data: []byte("w")}},
+			in:   &driver.SessionState{Will: &driver.PersistedPacket{Seq: 5, Data: []byte("w")}},
+			want: &driver.SessionState{Will: &driver.PersistedPacket{Data: []byte("w")}},
 		},
-		{name: "NeverExpires", in: &persistence.SessionState{ExpiryInterval: -1}},
-		{name: "MaxDurations", in: &persistence.SessionState{ExpiryInterval: math.MaxInt64, WillDelay: math.MaxInt64}},
-		{name: "MinDurations", in: &persistence.SessionState{ExpiryInterval: math.MinInt64, WillDelay: math.MinInt64}},
-		{name: "DisconnectedBefore1970", in: &persistence.SessionState{DisconnectedAt: tJustBefore1970, ProtocolVersion: 3}},
-		{name: "BinaryUsername", in: &persistence.SessionState{Username: string(allBytes())}},
+		{name: "NeverExpires", in: &driver.SessionState{ExpiryInterval: -1}},
+		{name: "MaxDurations", in: &driver.SessionState{ExpiryInterval: math.MaxInt64, WillDelay: math.MaxInt64}},
+		{name: "MinDurations", in: &driver.SessionState{ExpiryInterval: math.MinInt64, WillDelay: math.MinInt64}},
+		{name: "DisconnectedBefore1970", in: &driver.SessionState{DisconnectedAt: tJustBefore1970, ProtocolVersion: 3}},
+		{name: "BinaryUsername", in: &driver.SessionState{Username: string(allBytes())}},
 		{
 			// UserData of length 0 is not distinguishable from nil; it decodes as nil.
 			name: "EmptyUserDataDecodesAsNil",
-			in:   &persistence.SessionState{UserData: []byte{}},
-			want: &persistence.SessionState{UserData: nil},
+			in:   &driver.SessionState{UserData: []byte{}},
+			want: &driver.SessionState{UserData: nil},
 		},
 	}
 }
 
 type expiryCase struct {
 	name string
-	in   persistence.SessionExpiry
+	in   driver.SessionExpiry
 }
 
 func expiryCases() []expiryCase {
 	return []expiryCase{
-		{"Zero", persistence.SessionExpiry{}},
-		{"ExpireAtOnly", persistence.SessionExpiry{ExpireAt: tNanos}},
-		{"WillAtOnly", persistence.SessionExpiry{WillAt: tNanos}},
-		{"Both", persistence.SessionExpiry{ExpireAt: tFar, WillAt: tNanos}},
-		{"Before1970", persistence.SessionExpiry{ExpireAt: tBefore1970, WillAt: tJustBefore1970}},
-		{"OneNanosecondAfterZeroTime", persistence.SessionExpiry{ExpireAt: tAfterZero, WillAt: tAfterZero}},
-		{"BeforeYear1", persistence.SessionExpiry{WillAt: tBC}},
-		{"OtherZone", persistence.SessionExpiry{ExpireAt: tZoned}},
+		{"Zero", driver.SessionExpiry{}},
+		{"ExpireAtOnly", driver.SessionExpiry{ExpireAt: tNanos}},
+		{"WillAtOnly", driver.SessionExpiry{WillAt: tNanos}},
+		{"Both", driver.SessionExpiry{ExpireAt: tFar, WillAt: tNanos}},
+		{"Before1970", driver.SessionExpiry{ExpireAt: tBefore1970, WillAt: tJustBefore1970}},
+		{"OneNanosecondAfterZeroTime", driver.SessionExpiry{ExpireAt: tAfterZero, WillAt: tAfterZero}},
+		{"BeforeYear1", driver.SessionExpiry{WillAt: tBC}},
+		{"OtherZone", driver.SessionExpiry{ExpireAt: tZoned}},
 	}
 }
 
 type baseCase struct {
 	name string
-	in   persistence.SessionBase
+	in   driver.SessionBase
 }
 
 func baseCases() []baseCase {
 	return []baseCase{
-		{"Zero", persistence.SessionBase{}},
-		{"Typical", persistence.SessionBase{CreatedAt: tNanos, ProtocolVersion: 4}},
-		{"MaxProtocolVersion", persistence.SessionBase{ProtocolVersion: math.MaxUint8, CreatedAt: tFar}},
-		{"CreatedBefore1970", persistence.SessionBase{CreatedAt: tBefore1970, ProtocolVersion: 5}},
-		{"CreatedWithMonotonicReading", persistence.SessionBase{CreatedAt: time.Now()}},
+		{"Zero", driver.SessionBase{}},
+		{"Typical", driver.SessionBase{CreatedAt: tNanos, ProtocolVersion: 4}},
+		{"MaxProtocolVersion", driver.SessionBase{ProtocolVersion: math.MaxUint8, CreatedAt: tFar}},
+		{"CreatedBefore1970", driver.SessionBase{CreatedAt: tBefore1970, ProtocolVersion: 5}},
+		{"CreatedWithMonotonicReading", driver.SessionBase{CreatedAt: time.Now()}},
 	}
 }
 
 type systemCase struct {
 	name string
-	in   persistence.SystemInfo
+	in   driver.SystemInfo
 }
 
 func systemCases() []systemCase {
 	return []systemCase{
-		{"Zero", persistence.SystemInfo{}},
-		{"Typical", persistence.SystemInfo{SchemaVersion: persistence.SchemaVersion, CreatedAt: tNanos, SDKVersion: persistence.SDKVersion, Driver: "bolt"}},
-		{"MaxSchemaVersion", persistence.SystemInfo{SchemaVersion: math.MaxUint32, CreatedAt: tFar}},
-		{"CreatedBefore1970", persistence.SystemInfo{SchemaVersion: 1, CreatedAt: tBefore1970}},
-		{"CreatedBeforeYear1", persistence.SystemInfo{SchemaVersion: 1, CreatedAt: tBC}},
-		{"BinaryStrings", persistence.SystemInfo{SDKVersion: string(allBytes()), Driver: "\x00"}},
+		{"Zero", driver.SystemInfo{}},
+		{"Typical", driver.SystemInfo{SchemaVersion: driver.SchemaVersion, CreatedAt: tNanos, SDKVersion: driver.SDKVersion, Driver: "bolt"}},
+		{"MaxSchemaVersion", driver.SystemInfo{SchemaVersion: math.MaxUint32, CreatedAt: tFar}},
+		{"CreatedBefore1970", driver.SystemInfo{SchemaVersion: 1, CreatedAt: tBefore1970}},
+		{"CreatedBeforeYear1", driver.SystemInfo{SchemaVersion: 1, CreatedAt: tBC}},
+		{"BinaryStrings", driver.SystemInfo{SDKVersion: string(allBytes()), Driver: "\x00"}},
 	}
 }
 
@@ -302,7 +302,7 @@ func TestPacketRoundTrip(t *testing.T) {
 			if want == nil {
 				want = c.in
 			}
-			checkRoundTrip(t, c.in, want, persistence.EncodePacket, persistence.DecodePacket, samePacket)
+			checkRoundTrip(t, c.in, want, driver.EncodePacket, driver.DecodePacket, samePacket)
 		})
 	}
 }
@@ -310,7 +310,7 @@ func TestPacketRoundTrip(t *testing.T) {
 func TestSubscriptionRoundTrip(t *testing.T) {
 	for _, c := range subscriptionCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkRoundTrip(t, c.in, c.in, persistence.EncodeSubscription, persistence.DecodeSubscription, sameSubscription)
+			checkRoundTrip(t, c.in, c.in, driver.EncodeSubscription, driver.DecodeSubscription, sameSubscription)
 		})
 	}
 }
@@ -322,7 +322,7 @@ func TestStateRoundTrip(t *testing.T) {
 			if want == nil {
 				want = c.in
 			}
-			checkRoundTrip(t, c.in, want, persistence.EncodeState, persistence.DecodeState, sameState)
+			checkRoundTrip(t, c.in, want, driver.EncodeState, driver.DecodeState, sameState)
 		})
 	}
 }
@@ -330,7 +330,7 @@ func TestStateRoundTrip(t *testing.T) {
 func TestExpiryRoundTrip(t *testing.T) {
 	for _, c := range expiryCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkRoundTrip(t, c.in, c.in, persistence.EncodeExpiry, persistence.DecodeExpiry, sameExpiry)
+			checkRoundTrip(t, c.in, c.in, driver.EncodeExpiry, driver.DecodeExpiry, sameExpiry)
 		})
 	}
 }
@@ -338,7 +338,7 @@ func TestExpiryRoundTrip(t *testing.T) {
 func TestSessionBaseRoundTrip(t *testing.T) {
 	for _, c := range baseCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkRoundTrip(t, c.in, c.in, persistence.EncodeSessionBase, persistence.DecodeSessionBase, sameBase)
+			checkRoundTrip(t, c.in, c.in, driver.EncodeSessionBase, driver.DecodeSessionBase, sameBase)
 		})
 	}
 }
@@ -346,7 +346,7 @@ func TestSessionBaseRoundTrip(t *testing.T) {
 func TestSystemInfoRoundTrip(t *testing.T) {
 	for _, c := range systemCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkRoundTrip(t, c.in, c.in, persistence.EncodeSystemInfo, persistence.DecodeSystemInfo, sameSystem)
+			checkRoundTrip(t, c.in, c.in, driver.EncodeSystemInfo, driver.DecodeSystemInfo, sameSystem)
 		})
 	}
 }
@@ -354,24 +354,24 @@ func TestSystemInfoRoundTrip(t *testing.T) {
 // A zero time must come back as the zero time (IsZero), not as 1970 or year 1 in
 // some other representation: drivers and brokers test deadlines with IsZero.
 func TestZeroTimesDecodeAsZero(t *testing.T) {
-	p, err := persistence.DecodePacket(persistence.EncodePacket(nil, &persistence.PersistedPacket{}))
+	p, err := driver.DecodePacket(driver.EncodePacket(nil, &driver.PersistedPacket{}))
 	if err != nil || !p.ExpireAt.IsZero() {
 		t.Errorf("packet ExpireAt = %v, %v; want zero time", p.ExpireAt, err)
 	}
-	st, err := persistence.DecodeState(persistence.EncodeState(nil, &persistence.SessionState{}))
+	st, err := driver.DecodeState(driver.EncodeState(nil, &driver.SessionState{}))
 	if err != nil || !st.DisconnectedAt.IsZero() || st.Will != nil {
 		t.Errorf("state = %+v, %v; want zero DisconnectedAt and nil Will", st, err)
 	}
-	e, err := persistence.DecodeExpiry(persistence.EncodeExpiry(nil, persistence.SessionExpiry{}))
+	e, err := driver.DecodeExpiry(driver.EncodeExpiry(nil, driver.SessionExpiry{}))
 	if err != nil || !e.IsZero() {
 		t.Errorf("expiry = %+v, %v; want zero", e, err)
 	}
-	b, err := persistence.DecodeSessionBase(persistence.EncodeSessionBase(nil, persistence.SessionBase{}))
+	b, err := driver.DecodeSessionBase(driver.EncodeSessionBase(nil, driver.SessionBase{}))
 	if err != nil || !b.CreatedAt.IsZero() {
 		t.Errorf("base CreatedAt = %v, %v; want zero time", b.CreatedAt, err)
 	}
 	// SystemInfo always writes its time; the zero time must survive that too.
-	s, err := persistence.DecodeSystemInfo(persistence.EncodeSystemInfo(nil, persistence.SystemInfo{}))
+	s, err := driver.DecodeSystemInfo(driver.EncodeSystemInfo(nil, driver.SystemInfo{}))
 	if err != nil || !s.CreatedAt.IsZero() {
 		t.Errorf("system CreatedAt = %v, %v; want zero time", s.CreatedAt, err)
 	}
@@ -380,22 +380,22 @@ func TestZeroTimesDecodeAsZero(t *testing.T) {
 // nil and empty Data are written identically (length 0), and both decode to a
 // zero-length Data; the same holds for UserData, which decodes as nil.
 func TestNilAndEmptyBytesEncodeTheSame(t *testing.T) {
-	nilBlob := persistence.EncodePacket(nil, &persistence.PersistedPacket{QoS: 1, Data: nil})
-	emptyBlob := persistence.EncodePacket(nil, &persistence.PersistedPacket{QoS: 1, Data: []byte{}})
+	nilBlob := driver.EncodePacket(nil, &driver.PersistedPacket{QoS: 1, Data: nil})
+	emptyBlob := driver.EncodePacket(nil, &driver.PersistedPacket{QoS: 1, Data: []byte{}})
 	if !bytes.Equal(nilBlob, emptyBlob) {
 		t.Fatalf("nil Data blob %x differs from empty Data blob %x", nilBlob, emptyBlob)
 	}
-	p, err := persistence.DecodePacket(emptyBlob)
+	p, err := driver.DecodePacket(emptyBlob)
 	if err != nil || len(p.Data) != 0 {
 		t.Fatalf("DecodePacket = %+v, %v; want zero-length Data", p, err)
 	}
 
-	nilState := persistence.EncodeState(nil, &persistence.SessionState{UserData: nil})
-	emptyState := persistence.EncodeState(nil, &persistence.SessionState{UserData: []byte{}})
+	nilState := driver.EncodeState(nil, &driver.SessionState{UserData: nil})
+	emptyState := driver.EncodeState(nil, &driver.SessionState{UserData: []byte{}})
 	if !bytes.Equal(nilState, emptyState) {
 		t.Fatalf("nil UserData blob %x differs from empty UserData blob %x", nilState, emptyState)
 	}
-	st, err := persistence.DecodeState(emptyState)
+	st, err := driver.DecodeState(emptyState)
 	if err != nil || st.UserData != nil {
 		t.Fatalf("DecodeState UserData = %#v, %v; want nil", st.UserData, err)
 	}
@@ -408,11 +408,11 @@ func TestRoundTrip16MiB(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i*7 + i>>12)
 	}
-	p := &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: big}
-	checkRoundTrip(t, p, p, persistence.EncodePacket, persistence.DecodePacket, samePacket)
+	p := &driver.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, ExpireAt: tNanos, Data: big}
+	checkRoundTrip(t, p, p, driver.EncodePacket, driver.DecodePacket, samePacket)
 
-	st := &persistence.SessionState{Will: &persistence.PersistedPacket{Data: big}, UserData: big}
-	checkRoundTrip(t, st, st, persistence.EncodeState, persistence.DecodeState, sameState)
+	st := &driver.SessionState{Will: &driver.PersistedPacket{Data: big}, UserData: big}
+	checkRoundTrip(t, st, st, driver.EncodeState, driver.DecodeState, sameState)
 }
 
 // Encode… appends to dst: bytes already there are kept and are not part of the
@@ -446,8 +446,8 @@ func TestDecodedBytesDoNotAliasInput(t *testing.T) {
 		}
 	}
 
-	blob := persistence.EncodePacket(nil, &persistence.PersistedPacket{QoS: 1, Data: []byte("payload")})
-	p, err := persistence.DecodePacket(blob)
+	blob := driver.EncodePacket(nil, &driver.PersistedPacket{QoS: 1, Data: []byte("payload")})
+	p, err := driver.DecodePacket(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,12 +456,12 @@ func TestDecodedBytesDoNotAliasInput(t *testing.T) {
 		t.Errorf("packet Data changed with the input buffer: %q", p.Data)
 	}
 
-	blob = persistence.EncodeState(nil, &persistence.SessionState{
+	blob = driver.EncodeState(nil, &driver.SessionState{
 		Username: "user",
-		Will:     &persistence.PersistedPacket{Data: []byte("will")},
+		Will:     &driver.PersistedPacket{Data: []byte("will")},
 		UserData: []byte("userdata"),
 	})
-	st, err := persistence.DecodeState(blob)
+	st, err := driver.DecodeState(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,8 +470,8 @@ func TestDecodedBytesDoNotAliasInput(t *testing.T) {
 		t.Errorf("state changed with the input buffer: UserData %q, will Data %q, Username %q", st.UserData, st.Will.Data, st.Username)
 	}
 
-	blob = persistence.EncodeSubscription(nil, persistence.Subscription{Filter: "a/b"})
-	s, err := persistence.DecodeSubscription(blob)
+	blob = driver.EncodeSubscription(nil, driver.Subscription{Filter: "a/b"})
+	s, err := driver.DecodeSubscription(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +487,7 @@ func TestDecodedBytesDoNotAliasInput(t *testing.T) {
 // hand from the specification and must equal the encoder's output byte for byte,
 // and decode to the value.
 func TestEncodeMatchesFORMAT(t *testing.T) {
-	will := &persistence.PersistedPacket{QoS: 1, ProtocolVersion: 5, Data: []byte("w")}
+	will := &driver.PersistedPacket{QoS: 1, ProtocolVersion: 5, Data: []byte("w")}
 	willBlob := seal(kindPacket, 1, u8(0), u16(0), u8(1), u8(5), str("w"))
 
 	tests := []struct {
@@ -497,58 +497,58 @@ func TestEncodeMatchesFORMAT(t *testing.T) {
 	}{
 		{
 			"PacketWithExpiry",
-			persistence.EncodePacket(nil, &persistence.PersistedPacket{Seq: 99, PacketID: 0x1234, QoS: 2, ProtocolVersion: 5, ExpireAt: tBefore1970, Data: []byte("hi")}),
+			driver.EncodePacket(nil, &driver.PersistedPacket{Seq: 99, PacketID: 0x1234, QoS: 2, ProtocolVersion: 5, ExpireAt: tBefore1970, Data: []byte("hi")}),
 			seal(kindPacket, 1, u8(0x01), u16(0x1234), u8(2), u8(5), tm(tBefore1970), str("hi")),
 		},
 		{
 			"PacketWithoutExpiry",
-			persistence.EncodePacket(nil, &persistence.PersistedPacket{PacketID: 1, ProtocolVersion: 4}),
+			driver.EncodePacket(nil, &driver.PersistedPacket{PacketID: 1, ProtocolVersion: 4}),
 			seal(kindPacket, 1, u8(0), u16(1), u8(0), u8(4), uv(0)),
 		},
 		{
 			"Subscription",
-			persistence.EncodeSubscription(nil, persistence.Subscription{Filter: "a/+", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: 300}),
+			driver.EncodeSubscription(nil, driver.Subscription{Filter: "a/+", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: 300}),
 			seal(kindSubscription, 1, u8(0x03), u8(1), u8(2), uv(300), str("a/+")),
 		},
 		{
 			"StateWithWillAndDisconnectedAt",
-			persistence.EncodeState(nil, &persistence.SessionState{ProtocolVersion: 5, ExpiryInterval: -1, Username: "u", Will: will, WillDelay: time.Second, DisconnectedAt: tNanos, UserData: []byte{9}}),
+			driver.EncodeState(nil, &driver.SessionState{ProtocolVersion: 5, ExpiryInterval: -1, Username: "u", Will: will, WillDelay: time.Second, DisconnectedAt: tNanos, UserData: []byte{9}}),
 			seal(kindState, 1, u8(0x03), u8(5), sv(-1), str("u"), sv(int64(time.Second)), tm(tNanos), uv(uint64(len(willBlob))), willBlob, str("\x09")),
 		},
 		{
 			"StateMinimal",
-			persistence.EncodeState(nil, &persistence.SessionState{}),
+			driver.EncodeState(nil, &driver.SessionState{}),
 			seal(kindState, 1, u8(0), u8(0), sv(0), str(""), sv(0), str("")),
 		},
 		{
 			"ExpiryBoth",
-			persistence.EncodeExpiry(nil, persistence.SessionExpiry{ExpireAt: tNanos, WillAt: tJustBefore1970}),
+			driver.EncodeExpiry(nil, driver.SessionExpiry{ExpireAt: tNanos, WillAt: tJustBefore1970}),
 			seal(kindExpiry, 1, u8(0x03), tm(tNanos), tm(tJustBefore1970)),
 		},
 		{
 			"ExpiryWillAtOnly",
-			persistence.EncodeExpiry(nil, persistence.SessionExpiry{WillAt: tNanos}),
+			driver.EncodeExpiry(nil, driver.SessionExpiry{WillAt: tNanos}),
 			seal(kindExpiry, 1, u8(0x02), tm(tNanos)),
 		},
 		{
 			"ExpiryNone",
-			persistence.EncodeExpiry(nil, persistence.SessionExpiry{}),
+			driver.EncodeExpiry(nil, driver.SessionExpiry{}),
 			seal(kindExpiry, 1, u8(0)),
 		},
 		{
 			"SessionBase",
-			persistence.EncodeSessionBase(nil, persistence.SessionBase{CreatedAt: tNanos, ProtocolVersion: 4}),
+			driver.EncodeSessionBase(nil, driver.SessionBase{CreatedAt: tNanos, ProtocolVersion: 4}),
 			seal(kindBase, 1, u8(0x01), u8(4), tm(tNanos)),
 		},
 		{
 			"SystemInfo",
-			persistence.EncodeSystemInfo(nil, persistence.SystemInfo{SchemaVersion: 1, CreatedAt: tNanos, SDKVersion: "0.1.0", Driver: "mem"}),
+			driver.EncodeSystemInfo(nil, driver.SystemInfo{SchemaVersion: 1, CreatedAt: tNanos, SDKVersion: "0.1.0", Driver: "mem"}),
 			seal(kindSystem, 1, uv(1), tm(tNanos), str("0.1.0"), str("mem")),
 		},
 		{
 			// FORMAT.md: the zero time is written as its Unix value.
 			"SystemInfoZeroTime",
-			persistence.EncodeSystemInfo(nil, persistence.SystemInfo{}),
+			driver.EncodeSystemInfo(nil, driver.SystemInfo{}),
 			seal(kindSystem, 1, uv(0), sv(-62135596800), uv(0), str(""), str("")),
 		},
 	}
@@ -595,39 +595,39 @@ func erase[T any](name string, kind byte, values []T, encode func([]byte, T) []b
 // allCodecs returns every codec with small samples (the 16 MiB and 64 KiB cases are
 // left out so that the exhaustive bit-flip test stays fast).
 func allCodecs() []codecUnderTest {
-	var packets []*persistence.PersistedPacket
+	var packets []*driver.PersistedPacket
 	for _, c := range packetCases() {
 		packets = append(packets, c.in)
 	}
-	var subs []persistence.Subscription
+	var subs []driver.Subscription
 	for _, c := range subscriptionCases() {
 		if len(c.in.Filter) < 1024 {
 			subs = append(subs, c.in)
 		}
 	}
-	var states []*persistence.SessionState
+	var states []*driver.SessionState
 	for _, c := range stateCases() {
 		states = append(states, c.in)
 	}
-	var expiries []persistence.SessionExpiry
+	var expiries []driver.SessionExpiry
 	for _, c := range expiryCases() {
 		expiries = append(expiries, c.in)
 	}
-	var bases []persistence.SessionBase
+	var bases []driver.SessionBase
 	for _, c := range baseCases() {
 		bases = append(bases, c.in)
 	}
-	var systems []persistence.SystemInfo
+	var systems []driver.SystemInfo
 	for _, c := range systemCases() {
 		systems = append(systems, c.in)
 	}
 	return []codecUnderTest{
-		erase("Packet", kindPacket, packets, persistence.EncodePacket, persistence.DecodePacket),
-		erase("Subscription", kindSubscription, subs, persistence.EncodeSubscription, persistence.DecodeSubscription),
-		erase("State", kindState, states, persistence.EncodeState, persistence.DecodeState),
-		erase("Expiry", kindExpiry, expiries, persistence.EncodeExpiry, persistence.DecodeExpiry),
-		erase("SessionBase", kindBase, bases, persistence.EncodeSessionBase, persistence.DecodeSessionBase),
-		erase("SystemInfo", kindSystem, systems, persistence.EncodeSystemInfo, persistence.DecodeSystemInfo),
+		erase("Packet", kindPacket, packets, driver.EncodePacket, driver.DecodePacket),
+		erase("Subscription", kindSubscription, subs, driver.EncodeSubscription, driver.DecodeSubscription),
+		erase("State", kindState, states, driver.EncodeState, driver.DecodeState),
+		erase("Expiry", kindExpiry, expiries, driver.EncodeExpiry, driver.DecodeExpiry),
+		erase("SessionBase", kindBase, bases, driver.EncodeSessionBase, driver.DecodeSessionBase),
+		erase("SystemInfo", kindSystem, systems, driver.EncodeSystemInfo, driver.DecodeSystemInfo),
 	}
 }
 
@@ -636,7 +636,7 @@ func wantBroken(t *testing.T, err error, what string) {
 	if err == nil {
 		t.Fatalf("%s: decoded without error", what)
 	}
-	if !errors.Is(err, persistence.ErrBrokenEntry) {
+	if !errors.Is(err, driver.ErrBrokenEntry) {
 		t.Fatalf("%s: error %q does not match ErrBrokenEntry", what, err)
 	}
 }
@@ -749,12 +749,12 @@ func TestDecodeRejectsTrailingBytes(t *testing.T) {
 // TestDecodeRejectsMalformedFields feeds blobs with valid header and checksum whose
 // body breaks one rule of FORMAT.md ("Decoding rules", point 5).
 func TestDecodeRejectsMalformedFields(t *testing.T) {
-	decodePacket := func(b []byte) error { _, err := persistence.DecodePacket(b); return err }
-	decodeSub := func(b []byte) error { _, err := persistence.DecodeSubscription(b); return err }
-	decodeState := func(b []byte) error { _, err := persistence.DecodeState(b); return err }
-	decodeExpiry := func(b []byte) error { _, err := persistence.DecodeExpiry(b); return err }
-	decodeBase := func(b []byte) error { _, err := persistence.DecodeSessionBase(b); return err }
-	decodeSystem := func(b []byte) error { _, err := persistence.DecodeSystemInfo(b); return err }
+	decodePacket := func(b []byte) error { _, err := driver.DecodePacket(b); return err }
+	decodeSub := func(b []byte) error { _, err := driver.DecodeSubscription(b); return err }
+	decodeState := func(b []byte) error { _, err := driver.DecodeState(b); return err }
+	decodeExpiry := func(b []byte) error { _, err := driver.DecodeExpiry(b); return err }
+	decodeBase := func(b []byte) error { _, err := driver.DecodeSessionBase(b); return err }
+	decodeSystem := func(b []byte) error { _, err := driver.DecodeSystemInfo(b); return err }
 
 	// Ten 0xFF bytes then 0x7F: a varint longer than 64 bits.
 	overlong := append(bytes.Repeat([]byte{0xFF}, 10), 0x7F)
@@ -852,7 +852,7 @@ func fuzzDecoder[T any](t *testing.T, in []byte, encode func([]byte, T) []byte, 
 			t.Fatalf("decoder modified its input")
 		}
 		if err != nil {
-			if !errors.Is(err, persistence.ErrBrokenEntry) {
+			if !errors.Is(err, driver.ErrBrokenEntry) {
 				t.Fatalf("error %q does not match ErrBrokenEntry", err)
 			}
 			if !reflect.ValueOf(&v).Elem().IsZero() {
@@ -898,41 +898,41 @@ func codecSamples(name string) [][]byte {
 func FuzzDecodePacket(f *testing.F) {
 	addSeeds(f, codecSamples("Packet"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodePacket, persistence.DecodePacket, samePacket)
+		fuzzDecoder(t, b, driver.EncodePacket, driver.DecodePacket, samePacket)
 	})
 }
 
 func FuzzDecodeSubscription(f *testing.F) {
 	addSeeds(f, codecSamples("Subscription"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodeSubscription, persistence.DecodeSubscription, sameSubscription)
+		fuzzDecoder(t, b, driver.EncodeSubscription, driver.DecodeSubscription, sameSubscription)
 	})
 }
 
 func FuzzDecodeState(f *testing.F) {
 	addSeeds(f, codecSamples("State"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodeState, persistence.DecodeState, sameState)
+		fuzzDecoder(t, b, driver.EncodeState, driver.DecodeState, sameState)
 	})
 }
 
 func FuzzDecodeExpiry(f *testing.F) {
 	addSeeds(f, codecSamples("Expiry"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodeExpiry, persistence.DecodeExpiry, sameExpiry)
+		fuzzDecoder(t, b, driver.EncodeExpiry, driver.DecodeExpiry, sameExpiry)
 	})
 }
 
 func FuzzDecodeSessionBase(f *testing.F) {
 	addSeeds(f, codecSamples("SessionBase"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodeSessionBase, persistence.DecodeSessionBase, sameBase)
+		fuzzDecoder(t, b, driver.EncodeSessionBase, driver.DecodeSessionBase, sameBase)
 	})
 }
 
 func FuzzDecodeSystemInfo(f *testing.F) {
 	addSeeds(f, codecSamples("SystemInfo"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzDecoder(t, b, persistence.EncodeSystemInfo, persistence.DecodeSystemInfo, sameSystem)
+		fuzzDecoder(t, b, driver.EncodeSystemInfo, driver.DecodeSystemInfo, sameSystem)
 	})
 }

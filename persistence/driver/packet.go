@@ -1,7 +1,6 @@
-package persistence
+package driver
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -84,7 +83,7 @@ func (p *PersistedPacket) Expired(now time.Time) bool {
 	return !p.ExpireAt.IsZero() && !now.Before(p.ExpireAt)
 }
 
-// PersistedPackets groups packets by class for bulk storage ([Packets.PacketsStore]).
+// PersistedPackets groups packets by class for bulk storage (persistence.Sessions.PacketsStore).
 type PersistedPackets struct {
 	QoS0     []*PersistedPacket
 	QoS12    []*PersistedPacket
@@ -112,32 +111,3 @@ func (pp *PersistedPackets) Class(c PacketClass) []*PersistedPacket {
 // (an acknowledgement or a move elsewhere); returning an error stops the iteration,
 // and the deletions asked for by earlier calls (and this one) are still applied.
 type PacketLoader func(p *PersistedPacket) (del bool, err error)
-
-// Packets stores the four packet classes of each session. Every method returns
-// [ErrNotFound] for a session that does not exist and [ErrInvalidArgument] for an
-// invalid class.
-type Packets interface {
-	// PacketAppend stores a copy of p at the tail of (id, class) and returns the
-	// sequence number assigned to it. p.Seq is ignored and left untouched.
-	PacketAppend(ctx context.Context, id string, class PacketClass, p *PersistedPacket) (uint64, error)
-	// PacketGet returns the packet with sequence number seq, or [ErrNotFound].
-	PacketGet(ctx context.Context, id string, class PacketClass, seq uint64) (*PersistedPacket, error)
-	// PacketUpdate replaces the packet with sequence number p.Seq in place, keeping
-	// its position (a PUBREL replacing its PUBLISH). Returns [ErrNotFound] if no such
-	// packet exists.
-	PacketUpdate(ctx context.Context, id string, class PacketClass, p *PersistedPacket) error
-	// PacketDelete removes the packet with sequence number seq (an acknowledgement).
-	// Deleting a missing packet is a no-op.
-	PacketDelete(ctx context.Context, id string, class PacketClass, seq uint64) error
-	// PacketCount returns the number of packets in (id, class).
-	PacketCount(ctx context.Context, id string, class PacketClass) (uint64, error)
-	// PacketsForEach calls fn for each packet of (id, class) in FIFO order. Packets
-	// appended during the iteration may or may not be visited.
-	PacketsForEach(ctx context.Context, id string, class PacketClass, fn PacketLoader) error
-	// PacketsStore appends every packet of pp to its class, in slice order, in one
-	// atomic write. Sequence numbers are assigned as by PacketAppend.
-	PacketsStore(ctx context.Context, id string, pp *PersistedPackets) error
-	// PacketsDelete removes every packet of the given classes of id (all four when
-	// none are given). The session itself stays.
-	PacketsDelete(ctx context.Context, id string, classes ...PacketClass) error
-}
