@@ -2,11 +2,13 @@ package persistence_test
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 func TestBatchRecordsOperationsInOrder(t *testing.T) {
@@ -35,21 +37,21 @@ func TestBatchRecordsOperationsInOrder(t *testing.T) {
 		PacketAppend("s2", persistence.ClassIncoming, pkt).
 		Delete("s3")
 
-	want := []persistence.Op{
-		{Kind: persistence.OpCreate, ID: "s1", Base: base},
-		{Kind: persistence.OpPacketAppend, ID: "s1", Class: persistence.ClassQoS12, Packet: pkt},
-		{Kind: persistence.OpPacketUpdate, ID: "s1", Class: persistence.ClassUnAck, Packet: pkt},
-		{Kind: persistence.OpPacketDelete, ID: "s1", Class: persistence.ClassQoS12, Seq: 17},
-		{Kind: persistence.OpPacketsDelete, ID: "s1", Class: persistence.ClassQoS0},
-		{Kind: persistence.OpSubscriptionStore, ID: "s1", Subscription: sub},
-		{Kind: persistence.OpSubscriptionDelete, ID: "s1", Filter: "b/#"},
-		{Kind: persistence.OpSubscriptionsDeleteAll, ID: "s2"},
-		{Kind: persistence.OpStateStore, ID: "s1", State: st},
-		{Kind: persistence.OpStateDelete, ID: "s2"},
-		{Kind: persistence.OpExpiryStore, ID: "s1", Expiry: exp},
-		{Kind: persistence.OpExpiryDelete, ID: "s2"},
-		{Kind: persistence.OpPacketAppend, ID: "s2", Class: persistence.ClassIncoming, Packet: pkt},
-		{Kind: persistence.OpDelete, ID: "s3"},
+	want := []driver.Op{
+		{Kind: driver.OpCreate, ID: "s1", Base: base},
+		{Kind: driver.OpPacketAppend, ID: "s1", Class: persistence.ClassQoS12, Packet: pkt},
+		{Kind: driver.OpPacketUpdate, ID: "s1", Class: persistence.ClassUnAck, Packet: pkt},
+		{Kind: driver.OpPacketDelete, ID: "s1", Class: persistence.ClassQoS12, Seq: 17},
+		{Kind: driver.OpPacketsDelete, ID: "s1", Class: persistence.ClassQoS0},
+		{Kind: driver.OpSubscriptionStore, ID: "s1", Subscription: sub},
+		{Kind: driver.OpSubscriptionDelete, ID: "s1", Filter: "b/#"},
+		{Kind: driver.OpSubscriptionsDeleteAll, ID: "s2"},
+		{Kind: driver.OpStateStore, ID: "s1", State: st},
+		{Kind: driver.OpStateDelete, ID: "s2"},
+		{Kind: driver.OpExpiryStore, ID: "s1", Expiry: exp},
+		{Kind: driver.OpExpiryDelete, ID: "s2"},
+		{Kind: driver.OpPacketAppend, ID: "s2", Class: persistence.ClassIncoming, Packet: pkt},
+		{Kind: driver.OpDelete, ID: "s3"},
 	}
 	ops := b.Ops()
 	if len(ops) != len(want) || b.Len() != len(want) {
@@ -65,14 +67,12 @@ func TestBatchRecordsOperationsInOrder(t *testing.T) {
 	}
 }
 
+// tNanos is a time with every field set, down to the nanosecond.
+var tNanos = time.Date(2024, 2, 29, 23, 59, 59, 999999999, time.UTC)
+
 // sameOp compares ops by value: packets and states are compared by content because
 // the batch holds copies.
-func sameOp(a, b persistence.Op) bool {
-	return a.Kind == b.Kind && a.ID == b.ID && a.Class == b.Class && a.Seq == b.Seq &&
-		samePacket(a.Packet, b.Packet) && a.Subscription == b.Subscription &&
-		a.Filter == b.Filter && sameState(a.State, b.State) && sameExpiry(a.Expiry, b.Expiry) &&
-		sameBase(a.Base, b.Base)
-}
+func sameOp(a, b driver.Op) bool { return reflect.DeepEqual(a, b) }
 
 // The batch owns copies: a broker reuses its packet buffers as soon as the call
 // returns, and that must not change what Apply later writes.
@@ -142,7 +142,7 @@ func TestBatchResetEmptiesForReuse(t *testing.T) {
 	}
 
 	b.Delete("t").PacketAppend("t", persistence.ClassUnAck, pkt)
-	if b.Len() != 2 || b.Appends() != 1 || b.Ops()[0].Kind != persistence.OpDelete {
+	if b.Len() != 2 || b.Appends() != 1 || b.Ops()[0].Kind != driver.OpDelete {
 		t.Fatalf("reused batch: Len %d, Appends %d, first op %+v", b.Len(), b.Appends(), b.Ops()[0])
 	}
 }
@@ -151,46 +151,46 @@ func TestOpValidate(t *testing.T) {
 	okPacket := &persistence.PersistedPacket{QoS: 2, Data: []byte("x")}
 	tests := []struct {
 		name    string
-		op      persistence.Op
+		op      driver.Op
 		wantErr string // "" for valid
 	}{
-		{"Create", persistence.Op{Kind: persistence.OpCreate, ID: "s"}, ""},
-		{"Delete", persistence.Op{Kind: persistence.OpDelete, ID: "s"}, ""},
-		{"SubscriptionsDeleteAll", persistence.Op{Kind: persistence.OpSubscriptionsDeleteAll, ID: "s"}, ""},
-		{"StateDelete", persistence.Op{Kind: persistence.OpStateDelete, ID: "s"}, ""},
-		{"ExpiryDelete", persistence.Op{Kind: persistence.OpExpiryDelete, ID: "s"}, ""},
-		{"ExpiryStore", persistence.Op{Kind: persistence.OpExpiryStore, ID: "s", Expiry: persistence.SessionExpiry{ExpireAt: tNanos}}, ""},
-		{"ExpiryStoreZero", persistence.Op{Kind: persistence.OpExpiryStore, ID: "s"}, ""},
+		{"Create", driver.Op{Kind: driver.OpCreate, ID: "s"}, ""},
+		{"Delete", driver.Op{Kind: driver.OpDelete, ID: "s"}, ""},
+		{"SubscriptionsDeleteAll", driver.Op{Kind: driver.OpSubscriptionsDeleteAll, ID: "s"}, ""},
+		{"StateDelete", driver.Op{Kind: driver.OpStateDelete, ID: "s"}, ""},
+		{"ExpiryDelete", driver.Op{Kind: driver.OpExpiryDelete, ID: "s"}, ""},
+		{"ExpiryStore", driver.Op{Kind: driver.OpExpiryStore, ID: "s", Expiry: persistence.SessionExpiry{ExpireAt: tNanos}}, ""},
+		{"ExpiryStoreZero", driver.Op{Kind: driver.OpExpiryStore, ID: "s"}, ""},
 
-		{"PacketAppend", persistence.Op{Kind: persistence.OpPacketAppend, Class: persistence.ClassQoS12, Packet: okPacket}, ""},
-		{"PacketAppendEveryClass", persistence.Op{Kind: persistence.OpPacketAppend, Class: persistence.ClassIncoming, Packet: okPacket}, ""},
-		{"PacketAppendClass0", persistence.Op{Kind: persistence.OpPacketAppend, Class: 0, Packet: okPacket}, "packet class 0"},
-		{"PacketAppendClass5", persistence.Op{Kind: persistence.OpPacketAppend, Class: 5, Packet: okPacket}, "packet class 5"},
-		{"PacketAppendNilPacket", persistence.Op{Kind: persistence.OpPacketAppend, Class: persistence.ClassQoS0}, "nil packet"},
-		{"PacketAppendQoS3", persistence.Op{Kind: persistence.OpPacketAppend, Class: persistence.ClassQoS0, Packet: &persistence.PersistedPacket{QoS: 3}}, "QoS 3"},
-		{"PacketUpdate", persistence.Op{Kind: persistence.OpPacketUpdate, Class: persistence.ClassUnAck, Packet: okPacket}, ""},
-		{"PacketUpdateBadClass", persistence.Op{Kind: persistence.OpPacketUpdate, Class: 9, Packet: okPacket}, "packet class 9"},
-		{"PacketUpdateNilPacket", persistence.Op{Kind: persistence.OpPacketUpdate, Class: persistence.ClassUnAck}, "nil packet"},
-		{"PacketUpdateQoS255", persistence.Op{Kind: persistence.OpPacketUpdate, Class: persistence.ClassUnAck, Packet: &persistence.PersistedPacket{QoS: 255}}, "QoS 255"},
-		{"PacketDelete", persistence.Op{Kind: persistence.OpPacketDelete, Class: persistence.ClassQoS0, Seq: 1}, ""},
-		{"PacketDeleteBadClass", persistence.Op{Kind: persistence.OpPacketDelete, Class: 0}, "packet class 0"},
-		{"PacketsDelete", persistence.Op{Kind: persistence.OpPacketsDelete, Class: persistence.ClassIncoming}, ""},
-		{"PacketsDeleteBadClass", persistence.Op{Kind: persistence.OpPacketsDelete, Class: 200}, "packet class 200"},
+		{"PacketAppend", driver.Op{Kind: driver.OpPacketAppend, Class: persistence.ClassQoS12, Packet: okPacket}, ""},
+		{"PacketAppendEveryClass", driver.Op{Kind: driver.OpPacketAppend, Class: persistence.ClassIncoming, Packet: okPacket}, ""},
+		{"PacketAppendClass0", driver.Op{Kind: driver.OpPacketAppend, Class: 0, Packet: okPacket}, "packet class 0"},
+		{"PacketAppendClass5", driver.Op{Kind: driver.OpPacketAppend, Class: 5, Packet: okPacket}, "packet class 5"},
+		{"PacketAppendNilPacket", driver.Op{Kind: driver.OpPacketAppend, Class: persistence.ClassQoS0}, "nil packet"},
+		{"PacketAppendQoS3", driver.Op{Kind: driver.OpPacketAppend, Class: persistence.ClassQoS0, Packet: &persistence.PersistedPacket{QoS: 3}}, "QoS 3"},
+		{"PacketUpdate", driver.Op{Kind: driver.OpPacketUpdate, Class: persistence.ClassUnAck, Packet: okPacket}, ""},
+		{"PacketUpdateBadClass", driver.Op{Kind: driver.OpPacketUpdate, Class: 9, Packet: okPacket}, "packet class 9"},
+		{"PacketUpdateNilPacket", driver.Op{Kind: driver.OpPacketUpdate, Class: persistence.ClassUnAck}, "nil packet"},
+		{"PacketUpdateQoS255", driver.Op{Kind: driver.OpPacketUpdate, Class: persistence.ClassUnAck, Packet: &persistence.PersistedPacket{QoS: 255}}, "QoS 255"},
+		{"PacketDelete", driver.Op{Kind: driver.OpPacketDelete, Class: persistence.ClassQoS0, Seq: 1}, ""},
+		{"PacketDeleteBadClass", driver.Op{Kind: driver.OpPacketDelete, Class: 0}, "packet class 0"},
+		{"PacketsDelete", driver.Op{Kind: driver.OpPacketsDelete, Class: persistence.ClassIncoming}, ""},
+		{"PacketsDeleteBadClass", driver.Op{Kind: driver.OpPacketsDelete, Class: 200}, "packet class 200"},
 
-		{"SubscriptionStore", persistence.Op{Kind: persistence.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a/#", QoS: 2, RetainHandling: 2}}, ""},
-		{"SubscriptionStoreEmptyFilter", persistence.Op{Kind: persistence.OpSubscriptionStore, Subscription: persistence.Subscription{}}, "empty topic filter"},
-		{"SubscriptionStoreQoS3", persistence.Op{Kind: persistence.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a", QoS: 3}}, "QoS 3"},
-		{"SubscriptionStoreRetainHandling3", persistence.Op{Kind: persistence.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a", RetainHandling: 3}}, "retain handling 3"},
-		{"SubscriptionDelete", persistence.Op{Kind: persistence.OpSubscriptionDelete, Filter: "a"}, ""},
-		{"SubscriptionDeleteEmptyFilter", persistence.Op{Kind: persistence.OpSubscriptionDelete}, "empty topic filter"},
+		{"SubscriptionStore", driver.Op{Kind: driver.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a/#", QoS: 2, RetainHandling: 2}}, ""},
+		{"SubscriptionStoreEmptyFilter", driver.Op{Kind: driver.OpSubscriptionStore, Subscription: persistence.Subscription{}}, "empty topic filter"},
+		{"SubscriptionStoreQoS3", driver.Op{Kind: driver.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a", QoS: 3}}, "QoS 3"},
+		{"SubscriptionStoreRetainHandling3", driver.Op{Kind: driver.OpSubscriptionStore, Subscription: persistence.Subscription{Filter: "a", RetainHandling: 3}}, "retain handling 3"},
+		{"SubscriptionDelete", driver.Op{Kind: driver.OpSubscriptionDelete, Filter: "a"}, ""},
+		{"SubscriptionDeleteEmptyFilter", driver.Op{Kind: driver.OpSubscriptionDelete}, "empty topic filter"},
 
-		{"StateStore", persistence.Op{Kind: persistence.OpStateStore, State: &persistence.SessionState{}}, ""},
-		{"StateStoreWithWill", persistence.Op{Kind: persistence.OpStateStore, State: &persistence.SessionState{Will: okPacket}}, ""},
-		{"StateStoreNil", persistence.Op{Kind: persistence.OpStateStore}, "nil session state"},
-		{"StateStoreWillQoS3", persistence.Op{Kind: persistence.OpStateStore, State: &persistence.SessionState{Will: &persistence.PersistedPacket{QoS: 3}}}, "QoS 3"},
+		{"StateStore", driver.Op{Kind: driver.OpStateStore, State: &persistence.SessionState{}}, ""},
+		{"StateStoreWithWill", driver.Op{Kind: driver.OpStateStore, State: &persistence.SessionState{Will: okPacket}}, ""},
+		{"StateStoreNil", driver.Op{Kind: driver.OpStateStore}, "nil session state"},
+		{"StateStoreWillQoS3", driver.Op{Kind: driver.OpStateStore, State: &persistence.SessionState{Will: &persistence.PersistedPacket{QoS: 3}}}, "QoS 3"},
 
-		{"KindZero", persistence.Op{}, "unknown batch operation 0"},
-		{"KindUnknown", persistence.Op{Kind: persistence.OpExpiryDelete + 1}, "unknown batch operation"},
+		{"KindZero", driver.Op{}, "unknown batch operation 0"},
+		{"KindUnknown", driver.Op{Kind: driver.OpExpiryDelete + 1}, "unknown batch operation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

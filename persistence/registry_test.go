@@ -8,45 +8,47 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // optionsDriver is a test-only driver that reads two options the way real drivers do
-// (through NewOptions) and records the Config it was opened with. It exercises the
+// (through driver.NewOptions) and records what it was opened with. It exercises the
 // registry and option plumbing; it stores nothing.
 type optionsDriver struct {
-	opened []Config
-	err    error // returned by Open when set
+	urls   []*url.URL
+	opened []driver.Env
+	err    error // returned by Connect when set
 }
 
-func (d *optionsDriver) Open(ctx context.Context, cfg Config) (Provider, error) {
-	if d.err != nil {
-		return nil, d.err
-	}
-	o := NewOptions(cfg.URL.Query())
+func (d *optionsDriver) OpenConnector(u *url.URL) (driver.Connector, error) {
+	o := driver.NewOptions(u.Query())
 	o.Enum("sync", "always", "always", "none")
 	o.Duration("timeout", time.Second)
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
-	d.opened = append(d.opened, cfg)
-	return nopProvider{}, nil
+	d.urls = append(d.urls, u)
+	return optionsConnector{d}, nil
 }
 
-// nopProvider is what optionsDriver returns: Open's tests only look at the error and
-// at what the driver received.
-type nopProvider struct{}
+type optionsConnector struct{ d *optionsDriver }
 
-func (nopProvider) Sessions() Sessions { return nil }
-func (nopProvider) Retained() Retained { return nil }
-func (nopProvider) System() System     { return nil }
-func (nopProvider) Close() error       { return nil }
+func (c optionsConnector) Connect(ctx context.Context, env driver.Env) (driver.Conn, error) {
+	if c.d.err != nil {
+		return nil, c.d.err
+	}
+	c.d.opened = append(c.d.opened, env)
+	return &recConn{}, nil
+}
 
 // registerForTest registers d under name for the duration of the test.
-func registerForTest(t *testing.T, name string, d Driver) {
+func registerForTest(t *testing.T, name string, d driver.Driver) {
 	t.Helper()
 	Register(name, d)
 	t.Cleanup(func() {
@@ -61,7 +63,7 @@ func withNoDrivers(t *testing.T) {
 	t.Helper()
 	driversMu.Lock()
 	saved := drivers
-	drivers = map[string]Driver{}
+	drivers = map[string]driver.Driver{}
 	driversMu.Unlock()
 	t.Cleanup(func() {
 		driversMu.Lock()
@@ -118,8 +120,8 @@ func TestOpenPassesURLAndDefaultsToDriver(t *testing.T) {
 		t.Fatalf("driver opened %d times, want 1", len(d.opened))
 	}
 	cfg := d.opened[0]
-	if cfg.URL.Scheme != "regtest" || cfg.URL.Path != "/var/lib/x.db" || cfg.URL.Query().Get("sync") != "none" {
-		t.Errorf("driver got URL %v", cfg.URL)
+	if u := d.urls[0]; u.Scheme != "regtest" || u.Path != "/var/lib/x.db" || u.Query().Get("sync") != "none" {
+		t.Errorf("driver got URL %v", u)
 	}
 	if _, ok := cfg.Clock.(SystemClock); !ok {
 		t.Errorf("default Clock is %T, want SystemClock", cfg.Clock)
@@ -177,7 +179,7 @@ func TestOpenUnknownOptionIsInvalidConfigNamingIt(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if len(d.opened) != 0 {
+	if len(d.opened) != 0 || len(d.urls) != 0 {
 		t.Error("driver opened a store despite an unknown option")
 	}
 }
@@ -281,7 +283,7 @@ func TestRegisterPanicsOnProgrammingErrors(t *testing.T) {
 	registerForTest(t, "regtest-dup", &optionsDriver{})
 	tests := []struct {
 		name   string
-		driver Driver
+		driver driver.Driver
 		why    string
 	}{
 		{"", &optionsDriver{}, "empty name"},
