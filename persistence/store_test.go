@@ -188,7 +188,9 @@ var everyCall = map[string]func(ctx context.Context, s *Store) error{
 		_, err := s.Sessions().PacketGet(ctx, "a", ClassQoS0, 1)
 		return err
 	},
-	"PacketUpdate": func(ctx context.Context, s *Store) error { return s.Sessions().PacketUpdate(ctx, "a", ClassUnAck, okPacket) },
+	"PacketUpdate": func(ctx context.Context, s *Store) error {
+		return s.Sessions().PacketUpdate(ctx, "a", ClassUnAck, okPacket)
+	},
 	"PacketDelete": func(ctx context.Context, s *Store) error { return s.Sessions().PacketDelete(ctx, "a", ClassUnAck, 1) },
 	"PacketCount": func(ctx context.Context, s *Store) error {
 		_, err := s.Sessions().PacketCount(ctx, "a", ClassUnAck)
