@@ -1,6 +1,6 @@
 package conformance
 
-// More deliberately broken drivers for the self-test (see selftest_test.go): each
+// More deliberately broken drivers for the self-test (see broken_test.go): each
 // breaks one further rule the suite's cases pin.
 
 import (
@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // ---- Delete that leaves packets behind ----
@@ -16,133 +17,103 @@ import (
 // leftoverPackets forgets to delete packets with their session: a session created
 // again with the same id finds its old queues.
 type leftoverPackets struct {
-	*persistence.Sessions
+	driver.Conn
 	mu   sync.Mutex
 	left map[string]map[persistence.PacketClass][]*persistence.PersistedPacket
 }
 
-func (s *leftoverPackets) Delete(ctx context.Context, id string) error {
-	old := map[persistence.PacketClass][]*persistence.PersistedPacket{}
-	for _, c := range persistence.PacketClasses {
-		_ = s.Sessions.PacketsForEach(ctx, id, c, func(p *persistence.PersistedPacket) (bool, error) {
-			old[c] = append(old[c], p)
-			return false, nil
-		})
+func (c *leftoverPackets) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
+	deleted := map[string]map[persistence.PacketClass][]*persistence.PersistedPacket{}
+	for _, op := range ops {
+		if op.Kind != driver.OpDelete {
+			continue
+		}
+		old := map[persistence.PacketClass][]*persistence.PersistedPacket{}
+		for _, class := range persistence.PacketClasses {
+			_ = c.Conn.PacketsForEach(ctx, op.ID, class, func(p *persistence.PersistedPacket) (bool, error) {
+				old[class] = append(old[class], p)
+				return false, nil
+			})
+		}
+		deleted[op.ID] = old
 	}
-	if err := s.Sessions.Delete(ctx, id); err != nil {
-		return err
+	seqs, err := c.Conn.Apply(ctx, ops)
+	if err != nil {
+		return seqs, err
 	}
-	s.mu.Lock()
-	s.left[id] = old
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *leftoverPackets) Create(ctx context.Context, id string, base persistence.SessionBase) error {
-	if err := s.Sessions.Create(ctx, id, base); err != nil {
-		return err
+	c.mu.Lock()
+	for id, old := range deleted {
+		c.left[id] = old
 	}
-	s.mu.Lock()
-	old := s.left[id]
-	delete(s.left, id)
-	s.mu.Unlock()
-	for _, c := range persistence.PacketClasses {
-		for _, p := range old[c] {
-			if _, err := s.Sessions.PacketAppend(ctx, id, c, p); err != nil {
-				return err
+	c.mu.Unlock()
+	for _, op := range ops {
+		if op.Kind != driver.OpCreate {
+			continue
+		}
+		if ok, _ := c.Conn.Exists(ctx, op.ID); !ok {
+			continue
+		}
+		c.mu.Lock()
+		old := c.left[op.ID]
+		delete(c.left, op.ID)
+		c.mu.Unlock()
+		var back []driver.Op
+		for _, class := range persistence.PacketClasses {
+			for _, p := range old[class] {
+				back = append(back, driver.Op{Kind: driver.OpPacketAppend, ID: op.ID, Class: class, Packet: p})
 			}
 		}
-	}
-	return nil
-}
-
-// ---- Create of an existing session succeeds ----
-
-type noErrExists struct{ *persistence.Sessions }
-
-func (s noErrExists) Create(ctx context.Context, id string, base persistence.SessionBase) error {
-	if err := s.Sessions.Create(ctx, id, base); !errors.Is(err, persistence.ErrAlreadyExists) {
-		return err
-	}
-	return nil
-}
-
-// ---- retained Delete does nothing ----
-
-type retainedDeleteNoop struct{ *persistence.Retained }
-
-func (retainedDeleteNoop) Delete(context.Context, string) error { return nil }
-
-// ---- Apply that is not atomic ----
-
-// applyOneByOne runs a batch's operations as single calls and stops at the first
-// error, leaving the earlier ones written.
-type applyOneByOne struct{ *persistence.Sessions }
-
-func (s applyOneByOne) Apply(ctx context.Context, b *persistence.Batch) ([]uint64, error) {
-	var seqs []uint64
-	for _, op := range b.Ops() {
-		var err error
-		switch op.Kind {
-		case persistence.OpCreate:
-			err = s.Create(ctx, op.ID, op.Base)
-		case persistence.OpDelete:
-			err = s.Delete(ctx, op.ID)
-		case persistence.OpPacketAppend:
-			var seq uint64
-			if seq, err = s.PacketAppend(ctx, op.ID, op.Class, op.Packet); err == nil {
-				seqs = append(seqs, seq)
+		if len(back) > 0 {
+			if _, err := c.Conn.Apply(ctx, back); err != nil {
+				return seqs, err
 			}
-		case persistence.OpPacketUpdate:
-			err = s.PacketUpdate(ctx, op.ID, op.Class, op.Packet)
-		case persistence.OpPacketDelete:
-			err = s.PacketDelete(ctx, op.ID, op.Class, op.Seq)
-		case persistence.OpPacketsDelete:
-			err = s.PacketsDelete(ctx, op.ID, op.Class)
-		case persistence.OpSubscriptionStore:
-			err = s.SubscriptionsStore(ctx, op.ID, op.Subscription)
-		case persistence.OpSubscriptionDelete:
-			err = s.SubscriptionsDelete(ctx, op.ID, op.Filter)
-		case persistence.OpSubscriptionsDeleteAll:
-			err = s.SubscriptionsDeleteAll(ctx, op.ID)
-		case persistence.OpStateStore:
-			err = s.StateStore(ctx, op.ID, op.State)
-		case persistence.OpStateDelete:
-			err = s.StateDelete(ctx, op.ID)
-		case persistence.OpExpiryStore:
-			err = s.ExpiryStore(ctx, op.ID, op.Expiry)
-		case persistence.OpExpiryDelete:
-			err = s.ExpiryDelete(ctx, op.ID)
-		}
-		if err != nil {
-			return nil, err
 		}
 	}
 	return seqs, nil
 }
 
-// ---- the context is ignored altogether ----
+// ---- Create of an existing session succeeds ----
 
-// ignoresContext runs every call with a context that is never done.
-func ignoresContext(p *persistence.Store) *persistence.Store {
-	return hook(p, func(ctx context.Context, _ string, fn func(context.Context) error) error {
-		return fn(context.WithoutCancel(ctx))
-	})
+type noErrExists struct{ driver.Conn }
+
+func (c noErrExists) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
+	seqs, err := c.Conn.Apply(ctx, ops)
+	if len(ops) == 1 && ops[0].Kind == driver.OpCreate && errors.Is(err, persistence.ErrAlreadyExists) {
+		return nil, nil
+	}
+	return seqs, err
+}
+
+// ---- retained Delete does nothing ----
+
+type retainedDeleteNoop struct{ driver.Conn }
+
+func (retainedDeleteNoop) RetainedDelete(context.Context, string) error { return nil }
+
+// ---- Apply that is not atomic ----
+
+// applyOneByOne commits a batch's operations one at a time and stops at the first
+// error, leaving the earlier ones written.
+type applyOneByOne struct{ driver.Conn }
+
+func (c applyOneByOne) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
+	var seqs []uint64
+	for _, op := range ops {
+		s, err := c.Conn.Apply(ctx, []driver.Op{op})
+		if err != nil {
+			return nil, err
+		}
+		seqs = append(seqs, s...)
+	}
+	return seqs, nil
 }
 
 // ---- creation time not from the injected clock ----
 
-type wallClockInfo struct{ persistence.System }
+type wallClockInfo struct{ driver.Conn }
 
-func (s wallClockInfo) GetInfo(ctx context.Context) (persistence.SystemInfo, error) {
-	info, err := s.System.GetInfo(ctx)
+func (c wallClockInfo) Info(ctx context.Context) (persistence.SystemInfo, error) {
+	info, err := c.Conn.Info(ctx)
 	info.CreatedAt = info.CreatedAt.Add(-3 * 24 * 3600e9) // as if stamped by another clock
 	return info, err
 }
-
-type systemWrapped struct {
-	*persistence.Store
-	sys persistence.System
-}
-
-func (w systemWrapped) System() persistence.System { return w.sys }

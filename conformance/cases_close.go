@@ -17,7 +17,7 @@ func runClose(t *testing.T, h Harness) {
 				e.ok(e.p.Close(), "Close")
 				e.is(c.fn(e, e.ctx, f, "s"), persistence.ErrClosed, "%s after Close", c.name)
 				// Accessors taken after Close give values that fail the same way.
-				e.setProvider(e.p)
+				e.setStore(e.p)
 				e.is(c.fn(e, e.ctx, f, "s"), persistence.ErrClosed, "%s after Close (accessor called after Close)", c.name)
 			}})
 		}

@@ -8,7 +8,10 @@ import (
 	"github.com/mqttstore/mqttstore/persistence"
 )
 
-// Harness tells the suite how to make stores of the driver under test.
+// Harness tells the suite how to make stores of the driver under test. Every hook
+// returns a *persistence.Store opened as a user opens one, with
+// persistence.OpenConnector or persistence.Open, and passes the options it is given
+// through to it. A hook that fails calls t.Fatal.
 type Harness struct {
 	// New returns a new, empty store isolated from every other store New returned
 	// (its own temporary directory, database schema, …), opened with opts. It
@@ -19,9 +22,10 @@ type Harness struct {
 	// the Durability cases then report themselves as not applicable.
 	Reopen func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
 	// Crash abandons p without calling Close, as a killed process would, and opens
-	// the same data again with opts. It may release p's resources (file locks, pool
-	// connections) in any way that does not flush state Close would have flushed.
-	// nil declares crash recovery not applicable.
+	// the same data again with opts. It may release the resources of p's driver
+	// connection (p.Driver()): file locks, pool connections, in any way that does not
+	// flush state Close would have flushed. nil declares crash recovery not
+	// applicable.
 	Crash func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
 	// Caps declares physical limits of the driver.
 	Caps Capabilities

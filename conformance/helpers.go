@@ -75,7 +75,7 @@ func runCase(t *testing.T, h Harness, body func(e *env)) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	e := &env{t: t, h: h, ctx: ctx, clock: NewClock(caseEpoch), main: make(chan func())}
-	e.setProvider(e.newProvider())
+	e.setStore(e.newStore())
 
 	done := make(chan struct{})
 	go func() {
@@ -121,17 +121,17 @@ func runCase(t *testing.T, h Harness, body func(e *env)) {
 	}
 }
 
-// newProvider opens a new store with the case's clock. It must run on the test
+// newStore opens a new store with the case's clock. It must run on the test
 // goroutine.
-func (e *env) newProvider() *persistence.Store {
+func (e *env) newStore() *persistence.Store {
 	p := e.h.New(e.t, persistence.WithClock(e.clock))
 	if p == nil {
-		e.t.Fatal("Harness.New returned a nil provider")
+		e.t.Fatal("Harness.New returned a nil store")
 	}
 	return p
 }
 
-func (e *env) setProvider(p *persistence.Store) {
+func (e *env) setStore(p *persistence.Store) {
 	e.p, e.ss, e.rs = p, p.Sessions(), p.Retained()
 }
 
@@ -153,7 +153,7 @@ func (e *env) onMain(f func()) {
 // fresh opens another new, empty store with the case's clock.
 func (e *env) fresh() *persistence.Store {
 	var p *persistence.Store
-	e.onMain(func() { p = e.newProvider() })
+	e.onMain(func() { p = e.newStore() })
 	if p == nil {
 		e.fatalf("Harness.New failed")
 	}
@@ -161,7 +161,7 @@ func (e *env) fresh() *persistence.Store {
 }
 
 // reopen reopens the case's store through Harness.Reopen (crash=false) or
-// Harness.Crash and makes the new provider the case's store.
+// Harness.Crash and makes the new store the case's store.
 func (e *env) reopen(crash bool) {
 	var np *persistence.Store
 	e.onMain(func() {
@@ -172,9 +172,9 @@ func (e *env) reopen(crash bool) {
 		}
 	})
 	if np == nil {
-		e.fatalf("Harness.Reopen/Crash returned a nil provider")
+		e.fatalf("Harness.Reopen/Crash returned a nil store")
 	}
-	e.setProvider(np)
+	e.setStore(np)
 }
 
 func (e *env) errorf(format string, args ...any) {

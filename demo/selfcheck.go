@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -30,13 +30,13 @@ type instance struct {
 }
 
 func serveOn(ctx context.Context, cfg config, store *persistence.Store, addr string) (*instance, error) {
-	b, err := startBroker(ctx, cfg, store)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
+	b, err := startBroker(ctx, cfg, store)
 	if err != nil {
-		b.Close()
+		l.Close()
 		return nil, err
 	}
 	in := &instance{b: b, served: make(chan error, 1), addr: l.Addr().String()}
@@ -70,9 +70,9 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 	subID, pubID := "selfcheck-sub-"+tag, "selfcheck-pub-"+tag
 	topic := "selfcheck/" + tag
 
-	store, err := openStore(ctx, cfg.Store, cfg.logger())
+	store, err := openStore(ctx, cfg, nil)
 	if err != nil {
-		return fmt.Errorf("opening store %s: %w", redact(cfg.Store), err)
+		return err
 	}
 	closeStore := func() error {
 		if store == nil {
@@ -91,11 +91,11 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("reading store info: %w", err)
 	}
-	say("opened store %s (driver %s, created %s)", redact(cfg.Store), info.Driver, info.CreatedAt.Format(time.RFC3339))
+	say("opened store %s (driver %s, created %s)", persistence.Redact(cfg.Store), info.Driver, info.CreatedAt.Format(time.RFC3339))
 
 	in, err := serveOn(ctx, cfg, store, "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("starting the broker: %w", err)
+		return err
 	}
 	defer func() {
 		if in != nil {
@@ -157,9 +157,9 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 			return fmt.Errorf("closing the store: %w", err)
 		}
 		say("broker shut down and store closed")
-		store, err = openStore(ctx, cfg.Store, cfg.logger())
+		store, err = openStore(ctx, cfg, nil)
 		if err != nil {
-			return fmt.Errorf("reopening store: %w", err)
+			return fmt.Errorf("reopening: %w", err)
 		}
 		again, err := store.Info(ctx)
 		if err != nil {
@@ -175,7 +175,7 @@ func selfCheck(ctx context.Context, cfg config, out io.Writer) (err error) {
 
 	in, err = serveOn(ctx, cfg, store, "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("restarting the broker: %w", err)
+		return fmt.Errorf("after the restart: %w", err)
 	}
 	say("broker restarted on %s, restored %s", in.addr, restoredString(in.b.Restored()))
 

@@ -8,9 +8,6 @@
 // event in its own bbolt transaction, which bbolt fsyncs on commit; the badger hook
 // opens Badger with its defaults, where SyncWrites is false (the OS decides when the
 // value log reaches the disk). -sync makes the badger hook sync every write.
-//
-// It must not import anything from the main module (github.com/mqttstore/mqttstore),
-// and the main module must not import it.
 package main
 
 import (

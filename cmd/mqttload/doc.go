@@ -37,9 +37,4 @@
 // session, so a run keeps going across broker restarts (bench scenario 4).
 //
 // Only loopback addresses are accepted unless -allow-remote is given.
-//
-// It imports only the standard library and paho.mqtt.golang, and must not import the
-// broker, persistence or any driver: a load tool that shares code with what it
-// measures would share its bugs. (Its tests do use the broker and the mem and bolt
-// drivers, to have something to drive.) Nothing imports it.
 package main

@@ -4,8 +4,8 @@
 // driver can keep every caller's operation atomic while paying for one fsync (or one
 // database round trip) per group instead of per operation.
 //
-// It is part of the SDK so that every driver, ours or a third party's, can use it. It
-// imports nothing but the standard library and must not import any driver.
+// It is internal to this module: persistence/kv and the PostgreSQL driver use it. A
+// third-party driver gets group commit by building on persistence/kv.
 package groupcommit
 
 import (

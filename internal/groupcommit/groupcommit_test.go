@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence/groupcommit"
+	"github.com/mqttstore/mqttstore/internal/groupcommit"
 )
 
 // Tests that need "every request is now queued" use testing/synctest: Wait returns

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,23 +32,33 @@ const (
 	DefaultImage = "postgres:16-alpine"
 )
 
-const howTo = "to run the PostgreSQL tests, start Docker and `source ../shared/ci/testcontainers.env` " +
-	"(TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1, TESTCONTAINERS_RYUK_DISABLED=true, MQTTSTORE_POSTGRES_IMAGE), " +
-	"or set " + EnvDSN + "=postgres://user:pass@127.0.0.1:5432/db"
+// dsnExample is the DSN shown in the hint of how to run the tests without Docker.
+const dsnExample = "postgres://USER:PASSWORD@127.0.0.1:5432/DB?sslmode=disable"
 
 var shared struct {
 	mu  sync.Mutex
 	srv *Server
 	err error
+	// skipped is why the tests could not reach a server ("" when they could):
+	// Main prints it once, visibly.
+	skipped string
 }
 
-// Main runs the tests of m and then terminates the shared container. Call it from
-// the package's TestMain:
+// Main runs the tests of m and then terminates the shared container. When tests
+// were skipped for want of a server, it prints one line saying why and the exact
+// command that runs them (see the package documentation for where it goes). Call
+// it from the package's TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
 	Terminate()
+	shared.mu.Lock()
+	skipped := shared.skipped
+	shared.mu.Unlock()
+	if skipped != "" {
+		notice(skipped)
+	}
 	os.Exit(code)
 }
 
@@ -64,22 +76,42 @@ func Terminate() {
 	}
 }
 
-// unavailable skips t, or fails it when CI is set.
-func unavailable(t testing.TB, format string, args ...any) {
+// unavailable skips t, or fails it when CI is set. why is one line; hint is the
+// command that runs the tests.
+func unavailable(t testing.TB, why, hint string) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...) + "; " + howTo
+	msg := "PostgreSQL tests skipped: " + why + "; to run them: " + hint
 	if os.Getenv("CI") != "" {
 		t.Fatal(msg + " (CI is set, so this is a failure)")
 	}
+	shared.mu.Lock()
+	if shared.skipped == "" {
+		shared.skipped = msg
+		uncacheable()
+	}
+	shared.mu.Unlock()
 	t.Skip(msg)
 }
 
-// checkEnv refuses to start containers the way that talks to the wrong host.
-func checkEnv(t testing.TB) {
+// noServer skips or fails t because neither a DSN nor a container is available.
+func noServer(t testing.TB, err error) {
 	t.Helper()
-	if v := os.Getenv("TESTCONTAINERS_HOST_OVERRIDE"); v != "127.0.0.1" && v != "localhost" {
-		unavailable(t, "TESTCONTAINERS_HOST_OVERRIDE is %q, want 127.0.0.1 (without it testcontainers-go may dial the default gateway instead of loopback)", v)
+	var nd *noDockerError
+	if errors.As(err, &nd) {
+		unavailable(t, nd.Error()+" and "+EnvDSN+" is unset",
+			"start Docker and run `go test ./...` again, or run `"+EnvDSN+"='"+dsnExample+"' go test ./...`")
 	}
+	unavailable(t, oneLine(err.Error()),
+		"run `"+EnvImage+"=<a PostgreSQL image Docker has or can pull> go test ./...`, or `"+EnvDSN+"='"+dsnExample+"' go test ./...`")
+}
+
+// oneLine shortens s to one line of reasonable length.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
 
 // DSN returns the URL of a fresh, empty schema on the test server, for
@@ -94,15 +126,23 @@ func DSN(t testing.TB) string {
 		return freshSchema(t, env)
 	}
 	shared.mu.Lock()
-	defer shared.mu.Unlock()
 	if shared.srv == nil && shared.err == nil {
-		checkEnv(t)
-		shared.srv, shared.err = start("")
+		if shared.err = setupDocker(); shared.err == nil {
+			shared.srv, shared.err = start("")
+		}
 	}
-	if shared.err != nil {
-		unavailable(t, "pgtest: no PostgreSQL container: %v", shared.err)
+	err := shared.err
+	shared.mu.Unlock()
+	if err != nil {
+		noServer(t, err)
 	}
-	return freshSchema(t, shared.srv.base)
+	shared.mu.Lock()
+	srv := shared.srv
+	shared.mu.Unlock()
+	if srv == nil {
+		noServer(t, errors.New("the shared container was terminated"))
+	}
+	return freshSchema(t, srv.base)
 }
 
 func checkLoopback(dsn string) error {
@@ -160,14 +200,16 @@ func NewServer(t testing.TB) *Server {
 	if os.Getenv(EnvDSN) != "" {
 		t.Skipf("pgtest: %s is set: this test needs a container of its own, which it may stop and start; unset it to run this test", EnvDSN)
 	}
-	checkEnv(t)
+	if err := setupDocker(); err != nil {
+		noServer(t, err)
+	}
 	port, err := freePort()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	s, err := start(port)
 	if err != nil {
-		unavailable(t, "pgtest: no PostgreSQL container: %v", err)
+		noServer(t, err)
 	}
 	t.Cleanup(s.terminate)
 	return s
@@ -236,11 +278,7 @@ func start(hostPort string) (*Server, error) {
 		if c != nil {
 			_ = c.Terminate(context.Background())
 		}
-		hint := ""
-		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") != "true" {
-			hint = " (TESTCONTAINERS_RYUK_DISABLED is not true: without a registry the Ryuk image cannot be pulled)"
-		}
-		return nil, fmt.Errorf("start %s: %w%s", img, err, hint)
+		return nil, fmt.Errorf("cannot start a container of %s: %w", img, err)
 	}
 	base, err := c.ConnectionString(ctx, "sslmode=disable")
 	if err == nil {

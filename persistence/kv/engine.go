@@ -36,7 +36,7 @@ type Tx interface {
 // Adapters map their engine's errors onto these so that the layer can react.
 var (
 	// ErrEngineClosed is returned (wrapped) by an adapter whose engine was closed; the
-	// layer reports it as persistence.ErrClosed.
+	// layer reports it as driver.ErrClosed.
 	ErrEngineClosed = errors.New("kv: engine is closed")
 	// ErrTxnTooBig is returned (wrapped) by a Put or Delete that would make the
 	// transaction larger than the engine accepts. The layer then commits what the

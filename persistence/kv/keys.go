@@ -7,7 +7,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // Key tags: the first byte of every key names its table (see LAYOUT.md).
@@ -57,11 +57,11 @@ func sessionKey(id string) []byte {
 // into the id and the rest.
 func parseLenID(k []byte) (id string, rest []byte, err error) {
 	if len(k) < 2 {
-		return "", nil, fmt.Errorf("%w: key of %d bytes", persistence.ErrBrokenEntry, len(k))
+		return "", nil, fmt.Errorf("%w: key of %d bytes", driver.ErrBrokenEntry, len(k))
 	}
 	n, w := binary.Uvarint(k[1:])
 	if w <= 0 || n > uint64(len(k)-1-w) {
-		return "", nil, fmt.Errorf("%w: key with a bad id length", persistence.ErrBrokenEntry)
+		return "", nil, fmt.Errorf("%w: key with a bad id length", driver.ErrBrokenEntry)
 	}
 	return string(k[1+w : 1+w+int(n)]), k[1+w+int(n):], nil
 }
@@ -103,7 +103,7 @@ func countKey(qid uint64) []byte { return packetKey(qid, math.MaxUint64) }
 // packetSeq returns the sequence number of a packet key.
 func packetSeq(k []byte) (uint64, error) {
 	if len(k) != 17 {
-		return 0, fmt.Errorf("%w: packet key of %d bytes", persistence.ErrBrokenEntry, len(k))
+		return 0, fmt.Errorf("%w: packet key of %d bytes", driver.ErrBrokenEntry, len(k))
 	}
 	return binary.BigEndian.Uint64(k[9:]), nil
 }
@@ -182,7 +182,7 @@ func deadlineBytes(t time.Time) [12]byte {
 // parseExpIndexKey returns the stamp and id of an expiry index key.
 func parseExpIndexKey(k []byte) (stamp uint64, id string, err error) {
 	if len(k) < 21 || k[0] != tagExpIndex {
-		return 0, "", fmt.Errorf("%w: expiry index key of %d bytes", persistence.ErrBrokenEntry, len(k))
+		return 0, "", fmt.Errorf("%w: expiry index key of %d bytes", driver.ErrBrokenEntry, len(k))
 	}
 	return binary.BigEndian.Uint64(k[13:21]), string(k[21:]), nil
 }
@@ -198,7 +198,7 @@ func readU64(b []byte, what string) (uint64, error) {
 		return 0, nil
 	}
 	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: %s record of %d bytes, want 8", persistence.ErrBrokenEntry, what, len(b))
+		return 0, fmt.Errorf("%w: %s record of %d bytes, want 8", driver.ErrBrokenEntry, what, len(b))
 	}
 	return binary.BigEndian.Uint64(b), nil
 }
@@ -230,7 +230,7 @@ func (h *header) encode() []byte {
 func decodeHeader(b []byte) (header, error) {
 	var h header
 	if len(b) != headerSize {
-		return h, fmt.Errorf("%w: session header of %d bytes, want %d", persistence.ErrBrokenEntry, len(b), headerSize)
+		return h, fmt.Errorf("%w: session header of %d bytes, want %d", driver.ErrBrokenEntry, len(b), headerSize)
 	}
 	h.stamp = binary.BigEndian.Uint64(b)
 	copy(h.deadline[:], b[8:20])

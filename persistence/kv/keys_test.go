@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // Ids and filters chosen so that naive concatenation would collide: "a"+"bc" and
@@ -63,7 +63,7 @@ func TestPacketKeysSortInFIFOOrder(t *testing.T) {
 			t.Errorf("packetSeq round trip of %d = %d, %v", seqs[i], seq, err)
 		}
 	}
-	if _, err := packetSeq([]byte("p123")); !errors.Is(err, persistence.ErrBrokenEntry) {
+	if _, err := packetSeq([]byte("p123")); !errors.Is(err, driver.ErrBrokenEntry) {
 		t.Errorf("packetSeq of a short key = %v, want ErrBrokenEntry", err)
 	}
 }
@@ -88,7 +88,7 @@ func TestExpiryKeysSortByDeadline(t *testing.T) {
 	if err != nil || stamp != 42 || id != "a\x00b" {
 		t.Errorf("parseExpIndexKey = %d, %q, %v", stamp, id, err)
 	}
-	if _, _, err := parseExpIndexKey([]byte("x12")); !errors.Is(err, persistence.ErrBrokenEntry) {
+	if _, _, err := parseExpIndexKey([]byte("x12")); !errors.Is(err, driver.ErrBrokenEntry) {
 		t.Errorf("parseExpIndexKey of a short key = %v, want ErrBrokenEntry", err)
 	}
 }
@@ -103,11 +103,11 @@ func TestHeaderRoundTrip(t *testing.T) {
 		t.Fatalf("decodeHeader(encode(%+v)) = %+v, %v", h, got, err)
 	}
 	for _, b := range [][]byte{nil, {1, 2, 3}, append(h.encode(), 0)} {
-		if _, err := decodeHeader(b); !errors.Is(err, persistence.ErrBrokenEntry) {
+		if _, err := decodeHeader(b); !errors.Is(err, driver.ErrBrokenEntry) {
 			t.Errorf("decodeHeader of %d bytes = %v, want ErrBrokenEntry", len(b), err)
 		}
 	}
-	if _, err := readU64([]byte{1}, "x"); !errors.Is(err, persistence.ErrBrokenEntry) {
+	if _, err := readU64([]byte{1}, "x"); !errors.Is(err, driver.ErrBrokenEntry) {
 		t.Errorf("readU64 of 1 byte = %v, want ErrBrokenEntry", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestSessionAndSubscriptionKeysSortAlike(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]byte{{tagSession}, {tagSession, 5, 'a'}, {tagSession, 0xff}} {
-		if _, _, err := parseLenID(bad); !errors.Is(err, persistence.ErrBrokenEntry) {
+		if _, _, err := parseLenID(bad); !errors.Is(err, driver.ErrBrokenEntry) {
 			t.Errorf("parseLenID(%q) = %v, want ErrBrokenEntry", bad, err)
 		}
 	}

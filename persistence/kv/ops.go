@@ -1,11 +1,12 @@
 package kv
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // The operations every write is made of. Each runs inside a group transaction,
@@ -14,15 +15,11 @@ import (
 // operation leaves nothing behind once the group is run again without it.
 
 func (s *Store) notFoundSession(id string) error {
-	return fmt.Errorf("%s: session %q: %w", s.name, id, persistence.ErrNotFound)
+	return fmt.Errorf("%s: session %q: %w", s.name, id, driver.ErrNotFound)
 }
 
-func (s *Store) notFoundPacket(id string, c persistence.PacketClass, seq uint64) error {
-	return fmt.Errorf("%s: session %q: %s packet %d: %w", s.name, id, c, seq, persistence.ErrNotFound)
-}
-
-func (s *Store) invalidClass(c persistence.PacketClass) error {
-	return fmt.Errorf("%s: %w: packet class %d", s.name, persistence.ErrInvalidArgument, uint8(c))
+func (s *Store) notFoundPacket(id string, c driver.PacketClass, seq uint64) error {
+	return fmt.Errorf("%s: session %q: %s packet %d: %w", s.name, id, c, seq, driver.ErrNotFound)
 }
 
 // readHeader returns the header of session id; ok is false when it does not exist.
@@ -51,15 +48,15 @@ func (w *writer) putHeader(id string, h *header) error {
 	return w.tx.Put(headerKey(id), h.encode())
 }
 
-func (w *writer) create(id string, base persistence.SessionBase) error {
+func (w *writer) create(id string, base driver.SessionBase) error {
 	_, ok, err := readHeader(w.tx, id)
 	if err != nil {
 		return err
 	}
 	if ok {
-		return fmt.Errorf("%s: session %q: %w", w.s.name, id, persistence.ErrAlreadyExists)
+		return fmt.Errorf("%s: session %q: %w", w.s.name, id, driver.ErrAlreadyExists)
 	}
-	if err := w.tx.Put(sessionKey(id), persistence.EncodeSessionBase(nil, base)); err != nil {
+	if err := w.tx.Put(sessionKey(id), driver.EncodeSessionBase(nil, base)); err != nil {
 		return err
 	}
 	w.dSess++
@@ -128,59 +125,57 @@ func queueLen(tx Tx, qid uint64) (uint64, error) {
 	return readU64(v, "packet count")
 }
 
-// appendBlobs stores packet blobs at the tail of (id, class) and returns their
-// sequence numbers. The header is written only when the class gets a new queue.
-func (w *writer) appendBlobs(id string, h *header, class persistence.PacketClass, blobs [][]byte) ([]uint64, error) {
+// append stores packet blobs at the tail of (id, class) and returns seqs extended
+// by their sequence numbers. The header is written only when the class gets a new
+// queue.
+func (w *writer) append(id string, class driver.PacketClass, blobs [][]byte, seqs []uint64) ([]uint64, error) {
+	h, err := w.header(id)
+	if err != nil {
+		return seqs, err
+	}
 	qid := h.qid[class-1]
 	if qid == 0 {
 		qid = w.nextSeq()
 		h.qid[class-1] = qid
-		if err := w.putHeader(id, h); err != nil {
-			return nil, err
+		if err := w.putHeader(id, &h); err != nil {
+			return seqs, err
 		}
 	}
 	n, err := queueLen(w.tx, qid)
 	if err != nil {
-		return nil, err
+		return seqs, err
 	}
-	seqs := make([]uint64, len(blobs))
-	for i, b := range blobs {
-		seqs[i] = w.nextSeq()
+	for _, b := range blobs {
+		seq := w.nextSeq()
 		// Engines keep b until the transaction ends; it is never modified, so a rerun
 		// of this operation may hand it over again.
-		if err := w.tx.Put(packetKey(qid, seqs[i]), b); err != nil {
-			return nil, err
+		if err := w.tx.Put(packetKey(qid, seq), b); err != nil {
+			return seqs, err
 		}
+		seqs = append(seqs, seq)
 	}
 	return seqs, w.tx.Put(countKey(qid), u64(n+uint64(len(blobs))))
 }
 
-func (w *writer) append(id string, class persistence.PacketClass, blobs ...[]byte) ([]uint64, error) {
-	h, err := w.header(id)
-	if err != nil {
-		return nil, err
-	}
-	return w.appendBlobs(id, &h, class, blobs)
-}
-
-func (w *writer) updatePacket(id string, class persistence.PacketClass, p *persistence.PersistedPacket) error {
+// updatePacket replaces packet seq of (id, class) with blob.
+func (w *writer) updatePacket(id string, class driver.PacketClass, seq uint64, blob []byte) error {
 	h, err := w.header(id)
 	if err != nil {
 		return err
 	}
 	qid := h.qid[class-1]
-	if qid == 0 {
-		return w.s.notFoundPacket(id, class, p.Seq)
+	if qid == 0 || seq == math.MaxUint64 {
+		return w.s.notFoundPacket(id, class, seq)
 	}
-	k := packetKey(qid, p.Seq)
+	k := packetKey(qid, seq)
 	v, err := w.tx.Get(k)
 	if err != nil {
 		return err
 	}
-	if v == nil || p.Seq == math.MaxUint64 {
-		return w.s.notFoundPacket(id, class, p.Seq)
+	if v == nil {
+		return w.s.notFoundPacket(id, class, seq)
 	}
-	return w.tx.Put(k, persistence.EncodePacket(nil, p))
+	return w.tx.Put(k, blob)
 }
 
 // deletePackets removes the given packets of (id, class). When qid is not 0 they
@@ -188,7 +183,7 @@ func (w *writer) updatePacket(id string, class persistence.PacketClass, p *persi
 // not reach a queue created after the one it iterated was cleared). seen, when not
 // 0, is the commit count at which a read transaction saw every one of seqs stored:
 // if nothing changed since, they are deleted without being looked up again.
-func (w *writer) deletePackets(id string, class persistence.PacketClass, qid, seen uint64, seqs ...uint64) error {
+func (w *writer) deletePackets(id string, class driver.PacketClass, qid, seen uint64, seqs ...uint64) error {
 	h, err := w.header(id)
 	if err != nil {
 		return err
@@ -275,52 +270,39 @@ func (w *writer) presentPackets(qid uint64, seqs []uint64) ([]uint64, error) {
 	return present, err
 }
 
-// clearClasses empties the given classes of id by retiring their queues: the
-// packets become garbage and the next append starts a new queue.
-func (w *writer) clearClasses(id string, classes ...persistence.PacketClass) error {
+// clearClass empties class c of id by retiring its queue: the packets become
+// garbage and the next append starts a new queue.
+func (w *writer) clearClass(id string, c driver.PacketClass) error {
 	h, err := w.header(id)
-	if err != nil {
+	if err != nil || h.qid[c-1] == 0 {
 		return err
 	}
-	changed := false
-	for _, c := range classes {
-		if h.qid[c-1] == 0 {
-			continue
-		}
-		if err := w.markGarbage(packetPrefix(h.qid[c-1])); err != nil {
-			return err
-		}
-		h.qid[c-1] = 0
-		changed = true
+	if err := w.markGarbage(packetPrefix(h.qid[c-1])); err != nil {
+		return err
 	}
-	if !changed {
-		return nil
-	}
+	h.qid[c-1] = 0
 	return w.putHeader(id, &h)
 }
 
-func (w *writer) storeSubs(id string, subs ...persistence.Subscription) error {
+// storeSubs stores the subscriptions of ops, all OpSubscriptionStore of session id.
+func (w *writer) storeSubs(id string, ops []driver.Op) error {
 	if _, err := w.header(id); err != nil {
 		return err
 	}
-	for _, sub := range subs {
-		if err := w.tx.Put(subKey(id, sub.Filter), persistence.EncodeSubscription(nil, sub)); err != nil {
+	for i := range ops {
+		sub := &ops[i].Subscription
+		if err := w.tx.Put(subKey(id, sub.Filter), driver.EncodeSubscription(nil, *sub)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *writer) deleteSubFilters(id string, filters ...string) error {
+func (w *writer) deleteSubFilter(id string, filter string) error {
 	if _, err := w.header(id); err != nil {
 		return err
 	}
-	for _, f := range filters {
-		if err := w.tx.Delete(subKey(id, f)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.tx.Delete(subKey(id, filter))
 }
 
 func (w *writer) deleteAllSubs(id string) error {
@@ -330,11 +312,11 @@ func (w *writer) deleteAllSubs(id string) error {
 	return w.deleteSubs(id)
 }
 
-func (w *writer) storeState(id string, st *persistence.SessionState) error {
+func (w *writer) storeState(id string, blob []byte) error {
 	if _, err := w.header(id); err != nil {
 		return err
 	}
-	return w.tx.Put(stateKey(id), persistence.EncodeState(nil, st))
+	return w.tx.Put(stateKey(id), blob)
 }
 
 func (w *writer) deleteState(id string) error {
@@ -347,7 +329,7 @@ func (w *writer) deleteState(id string) error {
 // storeExpiry sets (or, for a zero e, removes) the deadlines of id, moving its
 // expiry index entry. Every store takes a fresh stamp, so an ExpiredForEach in
 // progress can tell entries written after it started.
-func (w *writer) storeExpiry(id string, e persistence.SessionExpiry) error {
+func (w *writer) storeExpiry(id string, e driver.SessionExpiry) error {
 	h, err := w.header(id)
 	if err != nil {
 		return err
@@ -367,7 +349,7 @@ func (w *writer) storeExpiry(id string, e persistence.SessionExpiry) error {
 		}
 		return w.putHeader(id, &h)
 	}
-	blob := persistence.EncodeExpiry(nil, e)
+	blob := driver.EncodeExpiry(nil, e)
 	h.stamp, h.deadline = w.nextSeq(), deadlineBytes(e.Next())
 	if err := w.tx.Put(expIndexKey(h.deadline, h.stamp, id), blob); err != nil {
 		return err
@@ -378,39 +360,104 @@ func (w *writer) storeExpiry(id string, e persistence.SessionExpiry) error {
 	return w.putHeader(id, &h)
 }
 
-// apply runs one batch operation (already validated).
-func (w *writer) apply(op *persistence.Op, seqs []uint64) ([]uint64, error) {
+// apply runs ops[0] and the operations after it that it can run together (the
+// appends to one queue, the subscriptions of one session, as PacketsStore and
+// SubscriptionsStore send them), and returns how many it ran, with seqs extended by
+// the sequence numbers of the appends. blobs holds the encoded packet or state of
+// each operation that carries one.
+func (w *writer) apply(ops []driver.Op, blobs [][]byte, seqs []uint64) (int, []uint64, error) {
+	op := &ops[0]
 	switch op.Kind {
-	case persistence.OpCreate:
-		return seqs, w.create(op.ID, op.Base)
-	case persistence.OpDelete:
-		return seqs, w.deleteSession(op.ID)
-	case persistence.OpPacketAppend:
-		s, err := w.append(op.ID, op.Class, persistence.EncodePacket(nil, op.Packet))
-		if err != nil {
-			return seqs, err
-		}
-		return append(seqs, s[0]), nil
-	case persistence.OpPacketUpdate:
-		return seqs, w.updatePacket(op.ID, op.Class, op.Packet)
-	case persistence.OpPacketDelete:
-		return seqs, w.deletePackets(op.ID, op.Class, 0, 0, op.Seq)
-	case persistence.OpPacketsDelete:
-		return seqs, w.clearClasses(op.ID, op.Class)
-	case persistence.OpSubscriptionStore:
-		return seqs, w.storeSubs(op.ID, op.Subscription)
-	case persistence.OpSubscriptionDelete:
-		return seqs, w.deleteSubFilters(op.ID, op.Filter)
-	case persistence.OpSubscriptionsDeleteAll:
-		return seqs, w.deleteAllSubs(op.ID)
-	case persistence.OpStateStore:
-		return seqs, w.storeState(op.ID, op.State)
-	case persistence.OpStateDelete:
-		return seqs, w.deleteState(op.ID)
-	case persistence.OpExpiryStore:
-		return seqs, w.storeExpiry(op.ID, op.Expiry)
-	case persistence.OpExpiryDelete:
-		return seqs, w.storeExpiry(op.ID, persistence.SessionExpiry{})
+	case driver.OpCreate:
+		return 1, seqs, w.create(op.ID, op.Base)
+	case driver.OpDelete:
+		return 1, seqs, w.deleteSession(op.ID)
+	case driver.OpPacketAppend:
+		n := run(ops, func(o *driver.Op) bool { return o.Class == op.Class })
+		seqs, err := w.append(op.ID, op.Class, blobs[:n], seqs)
+		return n, seqs, err
+	case driver.OpPacketUpdate:
+		return 1, seqs, w.updatePacket(op.ID, op.Class, op.Packet.Seq, blobs[0])
+	case driver.OpPacketDelete:
+		return 1, seqs, w.deletePackets(op.ID, op.Class, 0, 0, op.Seq)
+	case driver.OpPacketsDelete:
+		return 1, seqs, w.clearClass(op.ID, op.Class)
+	case driver.OpSubscriptionStore:
+		n := run(ops, nil)
+		return n, seqs, w.storeSubs(op.ID, ops[:n])
+	case driver.OpSubscriptionDelete:
+		return 1, seqs, w.deleteSubFilter(op.ID, op.Filter)
+	case driver.OpSubscriptionsDeleteAll:
+		return 1, seqs, w.deleteAllSubs(op.ID)
+	case driver.OpStateStore:
+		return 1, seqs, w.storeState(op.ID, blobs[0])
+	case driver.OpStateDelete:
+		return 1, seqs, w.deleteState(op.ID)
+	case driver.OpExpiryStore:
+		return 1, seqs, w.storeExpiry(op.ID, op.Expiry)
+	case driver.OpExpiryDelete:
+		return 1, seqs, w.storeExpiry(op.ID, driver.SessionExpiry{})
 	}
-	return seqs, fmt.Errorf("%s: %w: unknown batch operation %d", w.s.name, persistence.ErrInvalidArgument, uint8(op.Kind))
+	return 1, seqs, fmt.Errorf("%s: %w: unknown operation %d", w.s.name, driver.ErrInvalidArgument, uint8(op.Kind))
+}
+
+// run returns the length of the run of operations at the start of ops of the kind
+// and session of ops[0] that also satisfy same (nil: all do).
+func run(ops []driver.Op, same func(o *driver.Op) bool) int {
+	n := 1
+	for n < len(ops) && ops[n].Kind == ops[0].Kind && ops[n].ID == ops[0].ID && (same == nil || same(&ops[n])) {
+		n++
+	}
+	return n
+}
+
+// encodeOps encodes the packet or state of every operation that carries one, before
+// the operations reach the committer: the encoding copies them, so the caller's
+// values are not read again, and it runs on the caller's goroutine, not the
+// committer's.
+func encodeOps(ops []driver.Op) (blobs [][]byte, appends int) {
+	blobs = make([][]byte, len(ops))
+	for i := range ops {
+		switch op := &ops[i]; op.Kind {
+		case driver.OpPacketAppend:
+			appends++
+			blobs[i] = driver.EncodePacket(nil, op.Packet)
+		case driver.OpPacketUpdate:
+			blobs[i] = driver.EncodePacket(nil, op.Packet)
+		case driver.OpStateStore:
+			blobs[i] = driver.EncodeState(nil, op.State)
+		}
+	}
+	return blobs, appends
+}
+
+// Apply commits ops atomically, in one write transaction shared with concurrent
+// writers. An operation that fails rolls back the whole list, and the error says
+// which one it was when there are several.
+func (s *Store) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
+	blobs, appends := encodeOps(ops)
+	var out []uint64
+	err := s.write(ctx, func(w *writer) error {
+		var seqs []uint64
+		if appends > 0 {
+			seqs = make([]uint64, 0, appends)
+		}
+		for i := 0; i < len(ops); {
+			n, more, err := w.apply(ops[i:], blobs[i:], seqs)
+			if err != nil {
+				if len(ops) > 1 {
+					err = fmt.Errorf("%s: operation %d of %d: %w", s.name, i+1, len(ops), err)
+				}
+				return err
+			}
+			seqs = more
+			i += n
+		}
+		out = seqs
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -6,23 +6,20 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// retained implements persistence.Retained. Messages live in a table named by a
-// generation number (keyRetGen): Store writes a new table beside the live one and
-// switches the generation in one small transaction, and Wipe just switches to an
-// empty one, so both are atomic however many messages there are, and the old table is
+// Retained messages live in a table named by a generation number (keyRetGen):
+// RetainedReplace writes a new table beside the live one and switches the generation
+// in one small transaction (to an empty table when it replaces everything with
+// nothing), so it is atomic however many messages there are, and the old table is
 // collected as garbage afterwards.
-type retained Store
-
-func (r *retained) st() *Store { return (*Store)(r) }
 
 // storeChunk is the number of messages Store writes per transaction.
 const storeChunk = 1000
 
-func isNotFound(err error) bool { return errors.Is(err, persistence.ErrNotFound) }
-func isBroken(err error) bool   { return errors.Is(err, persistence.ErrBrokenEntry) }
+func isNotFound(err error) bool { return errors.Is(err, driver.ErrNotFound) }
+func isBroken(err error) bool   { return errors.Is(err, driver.ErrBrokenEntry) }
 
 func readGen(tx Tx) (uint64, error) {
 	v, err := tx.Get(keyRetGen)
@@ -32,26 +29,9 @@ func readGen(tx Tx) (uint64, error) {
 	return readU64(v, "retained generation")
 }
 
-func (s *Store) validateRetained(topic string, p *persistence.PersistedPacket) error {
-	if topic == "" {
-		return fmt.Errorf("%s: %w: empty topic for a retained message", s.name, persistence.ErrInvalidArgument)
-	}
-	if err := persistence.ValidatePacket(p); err != nil {
-		return fmt.Errorf("%s: retained message on %q: %w", s.name, topic, err)
-	}
-	return nil
-}
-
-// Put stores a copy of p as the retained message of topic.
-func (r *retained) Put(ctx context.Context, topic string, p *persistence.PersistedPacket) error {
-	s := r.st()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.validateRetained(topic, p); err != nil {
-		return err
-	}
-	blob := persistence.EncodePacket(nil, p)
+// RetainedPut stores a copy of p as the retained message of topic.
+func (s *Store) RetainedPut(ctx context.Context, topic string, p *driver.PersistedPacket) error {
+	blob := driver.EncodePacket(nil, p)
 	return s.write(ctx, func(w *writer) error {
 		gen, err := readGen(w.tx)
 		if err != nil {
@@ -79,11 +59,10 @@ func (w *writer) putRetained(gen uint64, topic string, blob []byte) error {
 	return w.tx.Put(k, blob)
 }
 
-// Get returns the retained message of topic, or persistence.ErrNotFound.
-func (r *retained) Get(ctx context.Context, topic string) (*persistence.PersistedPacket, error) {
-	s := r.st()
-	var p *persistence.PersistedPacket
-	err := s.view(ctx, "get retained", func(tx Tx) error {
+// RetainedGet returns the retained message of topic, or driver.ErrNotFound.
+func (s *Store) RetainedGet(_ context.Context, topic string) (*driver.PersistedPacket, error) {
+	var p *driver.PersistedPacket
+	err := s.view("get retained", func(tx Tx) error {
 		gen, err := readGen(tx)
 		if err != nil {
 			return err
@@ -94,9 +73,9 @@ func (r *retained) Get(ctx context.Context, topic string) (*persistence.Persiste
 			return err
 		}
 		if v == nil {
-			return fmt.Errorf("%s: retained message on %q: %w", s.name, topic, persistence.ErrNotFound)
+			return fmt.Errorf("%s: retained message on %q: %w", s.name, topic, driver.ErrNotFound)
 		}
-		if p, err = persistence.DecodePacket(v); err != nil {
+		if p, err = driver.DecodePacket(v); err != nil {
 			return fmt.Errorf("%s: retained message on %q: %w", s.name, topic, err)
 		}
 		return nil
@@ -104,12 +83,8 @@ func (r *retained) Get(ctx context.Context, topic string) (*persistence.Persiste
 	return p, err
 }
 
-// Delete removes the retained message of topic; a no-op when there is none.
-func (r *retained) Delete(ctx context.Context, topic string) error {
-	s := r.st()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// RetainedDelete removes the retained message of topic; a no-op when there is none.
+func (s *Store) RetainedDelete(ctx context.Context, topic string) error {
 	return s.write(ctx, func(w *writer) error {
 		gen, err := readGen(w.tx)
 		if err != nil {
@@ -134,124 +109,92 @@ func (r *retained) Delete(ctx context.Context, topic string) error {
 type retainedItem struct {
 	key   []byte // after the table prefix
 	topic string
-	p     *persistence.PersistedPacket
+	p     *driver.PersistedPacket
 	bad   error
 }
 
-// scanPage reads up to pageSize messages of the live table whose topic starts with
-// prefix and whose key (after the table prefix) is at or after from, keeping those
-// keep accepts. It also stops after scanning a bounded number of keys, so a filter
-// that matches few topics does not hold one transaction over the whole table. more
-// reports whether keys are left; next is where to continue.
-func (s *Store) scanPage(ctx context.Context, prefix string, from []byte, keep func(topic string) bool) (page []retainedItem, next []byte, more bool, err error) {
-	next = from
+// deliver calls fn, with no transaction open, for every message of the live table
+// whose topic starts with prefix and is accepted by keep (see pager). A page also
+// ends after a bounded number of keys, so a filter that matches few topics does not
+// hold one transaction over the whole table.
+func (s *Store) deliver(prefix string, keep func(string) bool, fn driver.RetainedLoader, broken *brokenList) error {
 	max := s.cfg.MaxKeySize
-	err = s.view(ctx, "load retained", func(tx Tx) error {
-		gen, err := readGen(tx)
-		if err != nil {
-			return err
-		}
-		kp := retainedKey(gen, scanPrefix(prefix, max))
-		scanned := 0
-		return tx.Iterate(kp, append(retainedPrefix(gen), from...), func(k, v []byte) (bool, error) {
-			next = after(k[9:])
-			scanned++
-			topic := string(k[9:])
-			if max > 0 && len(k) == max {
-				full, err := tx.Get(longTopicKey(gen, k))
-				if err != nil {
-					return false, err
+	p := pager[retainedItem, []byte]{
+		what: "load retained",
+		read: func(tx Tx, from []byte) (page []retainedItem, next []byte, more bool, err error) {
+			next = from
+			gen, err := readGen(tx)
+			if err != nil {
+				return nil, nil, false, err
+			}
+			kp := retainedKey(gen, scanPrefix(prefix, max))
+			scanned := 0
+			err = tx.Iterate(kp, append(retainedPrefix(gen), from...), func(k, v []byte) (bool, error) {
+				next = after(k[9:])
+				scanned++
+				topic := string(k[9:])
+				if max > 0 && len(k) == max {
+					full, err := tx.Get(longTopicKey(gen, k))
+					if err != nil {
+						return false, err
+					}
+					topic = string(full)
 				}
-				topic = string(full)
-			}
-			if keep(topic) {
-				it := retainedItem{topic: topic, key: append([]byte(nil), k[9:]...)}
-				if it.p, err = persistence.DecodePacket(v); err != nil {
-					it.bad = fmt.Errorf("%s: retained message on %q: %w", s.name, topic, err)
+				if keep(topic) {
+					it := retainedItem{topic: topic, key: append([]byte(nil), k[9:]...)}
+					if it.p, err = driver.DecodePacket(v); err != nil {
+						it.bad = fmt.Errorf("%s: retained message on %q: %w", s.name, topic, err)
+					}
+					page = append(page, it)
 				}
-				page = append(page, it)
-			}
-			if len(page) >= pageSize || scanned >= 16*pageSize {
-				more = true // stopped early: there may be keys left
-				return false, nil
-			}
-			return true, nil
-		})
-	})
-	return page, next, more, err
-}
-
-// deliver pages through the messages under prefix that keep accepts and calls fn
-// for each with no transaction open. A page read before a write committed is read
-// again from the message about to be delivered, so deleted messages are skipped and
-// replaced ones delivered in their new version.
-func (s *Store) deliver(ctx context.Context, prefix string, keep func(string) bool, fn persistence.RetainedLoader, broken *brokenList) error {
-	from := []byte(scanPrefix(prefix, s.cfg.MaxKeySize))
-	for {
-		commits := s.commits.Load()
-		page, next, more, err := s.scanPage(ctx, prefix, from, keep)
-		if err != nil {
-			return err
-		}
-		reread := false
-		for i, it := range page {
-			if i > 0 && s.commits.Load() != commits {
-				from, reread = it.key, true
-				break
-			}
+				if len(page) >= pageSize || scanned >= 16*pageSize {
+					more = true // stopped early: there may be keys left
+					return false, nil
+				}
+				return true, nil
+			})
+			return page, next, more, err
+		},
+		at: func(it retainedItem) []byte { return it.key },
+		visit: func(it retainedItem) error {
 			if it.bad != nil {
 				broken.add(it.bad)
-				continue
+				return nil
 			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := fn(&persistence.RetainedMessage{Topic: it.topic, Packet: it.p}); err != nil {
-				return err
-			}
-		}
-		if reread {
-			continue
-		}
-		if !more {
-			return nil
-		}
-		from = next
+			return fn(&driver.RetainedMessage{Topic: it.topic, Packet: it.p})
+		},
 	}
+	return p.run(s, []byte(scanPrefix(prefix, max)))
 }
 
-// LoadMatching calls fn once for every retained message whose topic matches at
-// least one of filters. A filter without wildcards is one lookup; a wildcard filter
-// scans only the keys under its literal prefix ([persistence.FilterPrefix]). A
-// topic matched by an earlier filter of the list is skipped, so none is delivered
-// twice.
-func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
-	s := r.st()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("%s: %w: nil RetainedLoader", s.name, persistence.ErrInvalidArgument)
-	}
+// RetainedLoad calls fn once for every retained message whose topic matches at least
+// one of filters, or for every one, in topic order, when filters is nil. A filter
+// without wildcards is one lookup; a wildcard filter scans only the keys under its
+// literal prefix ([driver.FilterPrefix]). A topic matched by an earlier filter of the
+// list is skipped, so none is delivered twice.
+func (s *Store) RetainedLoad(ctx context.Context, filters []string, fn driver.RetainedLoader) error {
 	var broken brokenList
+	if filters == nil {
+		if err := s.deliver("", func(string) bool { return true }, fn, &broken); err != nil {
+			return err
+		}
+		return broken.err()
+	}
 	for i, f := range filters {
 		earlier := filters[:i]
 		keep := func(topic string) bool {
-			if !persistence.MatchTopic(f, topic) {
+			if !driver.MatchTopic(f, topic) {
 				return false
 			}
 			for _, e := range earlier {
-				if persistence.MatchTopic(e, topic) {
+				if driver.MatchTopic(e, topic) {
 					return false
 				}
 			}
 			return true
 		}
-		if f == "" {
-			continue
-		}
 		var exact []string
-		prefix := persistence.FilterPrefix(f)
+		prefix := driver.FilterPrefix(f)
 		switch {
 		case !strings.ContainsAny(f, "+#"):
 			exact = append(exact, f)
@@ -263,11 +206,11 @@ func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persis
 			if t == "" || !keep(t) {
 				continue
 			}
-			p, err := r.Get(ctx, t)
+			p, err := s.RetainedGet(ctx, t)
 			switch {
 			case err == nil:
-				if err := fn(&persistence.RetainedMessage{Topic: t, Packet: p}); err != nil {
-					return iterResult(err)
+				if err := fn(&driver.RetainedMessage{Topic: t, Packet: p}); err != nil {
+					return err
 				}
 			case isNotFound(err):
 			case isBroken(err):
@@ -277,47 +220,27 @@ func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persis
 			}
 		}
 		if strings.ContainsAny(f, "+#") {
-			if err := s.deliver(ctx, prefix, keep, fn, &broken); err != nil {
-				return iterResult(err)
+			if err := s.deliver(prefix, keep, fn, &broken); err != nil {
+				return err
 			}
 		}
 	}
 	return broken.err()
 }
 
-// Load calls fn for every retained message, in topic order.
-func (r *retained) Load(ctx context.Context, fn persistence.RetainedLoader) error {
-	s := r.st()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("%s: %w: nil RetainedLoader", s.name, persistence.ErrInvalidArgument)
-	}
-	var broken brokenList
-	if err := s.deliver(ctx, "", func(string) bool { return true }, fn, &broken); err != nil {
-		return iterResult(err)
-	}
-	return broken.err()
-}
-
-// Store replaces every retained message with msgs, atomically: the new table is
-// written under a generation nobody reads, storeChunk messages per transaction, and
-// becomes the live one in a final transaction. A crash before that leaves the old
-// table live and the new one is collected at the next open.
-func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessage) error {
-	s := r.st()
-	if err := ctx.Err(); err != nil {
-		return err
+// RetainedReplace replaces every retained message with msgs, atomically: the new
+// table is written under a generation nobody reads, storeChunk messages per
+// transaction, and becomes the live one in a final transaction. A crash before that
+// leaves the old table live and the new one is collected at the next open. With no
+// msgs it only switches to a new, empty table.
+func (s *Store) RetainedReplace(ctx context.Context, msgs []*driver.RetainedMessage) error {
+	if len(msgs) == 0 {
+		return s.write(ctx, func(w *writer) error {
+			return w.switchRetained(w.nextSeq(), 0, false)
+		})
 	}
 	last := make(map[string]int, len(msgs))
 	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("%s: %w: nil retained message at index %d", s.name, persistence.ErrInvalidArgument, i)
-		}
-		if err := s.validateRetained(m.Topic, m.Packet); err != nil {
-			return err
-		}
 		last[m.Topic] = i
 	}
 	var gen uint64
@@ -334,7 +257,7 @@ func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessag
 		err := s.write(ctx, func(w *writer) error {
 			for _, i := range idx {
 				m := msgs[i]
-				if err := w.putRetained(gen, m.Topic, persistence.EncodePacket(nil, m.Packet)); err != nil {
+				if err := w.putRetained(gen, m.Topic, driver.EncodePacket(nil, m.Packet)); err != nil {
 					return err
 				}
 			}
@@ -410,17 +333,9 @@ func (w *writer) switchRetained(gen, n uint64, pending bool) error {
 	return nil
 }
 
-// Count returns the number of retained messages, kept as a counter record.
-func (r *retained) Count(ctx context.Context) (uint64, error) {
-	return r.st().counter(ctx, keyRetained, "retained count")
-}
-
-// Wipe removes every retained message by switching to a new, empty table.
-func (r *retained) Wipe(ctx context.Context) error {
-	s := r.st()
-	return s.write(ctx, func(w *writer) error {
-		return w.switchRetained(w.nextSeq(), 0, false)
-	})
+// RetainedCount returns the number of retained messages, kept as a counter record.
+func (s *Store) RetainedCount(context.Context) (uint64, error) {
+	return s.counter(keyRetained, "retained count")
 }
 
 // dropTable marks retained table gen, with its long topics, as garbage.

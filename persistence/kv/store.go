@@ -7,41 +7,35 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
-	"github.com/mqttstore/mqttstore/persistence/groupcommit"
+	"github.com/mqttstore/mqttstore/internal/groupcommit"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// Config is what [Open] needs besides the engine.
+// Config is what [Open] needs besides the engine and the driver's environment.
 type Config struct {
 	// Driver is the driver name: recorded in a new store's SystemInfo and used as
 	// the prefix of error messages.
 	Driver string
-	// Clock gives the creation time of a new store; nil means the system clock.
-	Clock persistence.Clock
-	// Logger receives diagnostics (garbage collection failures); nil discards them.
-	Logger *slog.Logger
 	// MaxGroup bounds the operations committed together; 0 means 1024.
 	MaxGroup int
 	// MaxKeySize is the engine's largest key; 0 means no limit. A write whose key
 	// (which holds a session id, filter or topic) is longer fails with
-	// persistence.ErrInvalidArgument instead of an engine error.
+	// driver.ErrInvalidArgument instead of an engine error.
 	MaxKeySize int
 }
-
-// pageSize is the number of items an iteration reads per read transaction; callbacks
-// run between pages, with no transaction open.
-const pageSize = 256
 
 // gcChunk is the number of keys one garbage-collection transaction deletes.
 const gcChunk = 1024
 
-// Store implements persistence.Provider over an [Engine].
+// Store implements [driver.Conn] over an [Engine].
 type Store struct {
 	eng  Engine
 	cfg  Config
+	env  driver.Env
 	name string
-	info persistence.SystemInfo
+	info driver.SystemInfo
 
 	committer *groupcommit.Committer[writeFn]
 
@@ -60,7 +54,8 @@ type Store struct {
 	gcPending atomic.Bool
 
 	// mu is held shared by read transactions and exclusively by Close, so that no
-	// read transaction is open when the engine closes.
+	// read transaction is open when the engine closes; closed, read under it, makes a
+	// read that raced with Close fail instead of reaching a closed engine.
 	mu        sync.RWMutex
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -121,18 +116,20 @@ type writeFn func(w *writer) error
 var errAbort = errors.New("kv: operation failed, group rolled back")
 
 // Open opens the layer over eng: it records the schema version and system info in a
-// new store, refuses one written by a newer schema with persistence.ErrSchemaVersion,
+// new store, refuses one written by a newer schema with driver.ErrSchemaVersion,
 // finishes any garbage collection a crash interrupted and starts the group
-// committer. On error eng is closed.
-func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
-	if cfg.Clock == nil {
-		cfg.Clock = persistence.SystemClock{}
+// committer. env is the one the driver's Connect received: the clock dates a new
+// store, the logger gets diagnostics and OnCommit hears of every group commit. On
+// error eng is closed.
+func Open(ctx context.Context, eng Engine, env driver.Env, cfg Config) (*Store, error) {
+	if env.Clock == nil {
+		env.Clock = driver.SystemClock{}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{eng: eng, cfg: cfg, name: cfg.Driver}
-	if err := s.init(ctx); err != nil {
+	s := &Store{eng: eng, cfg: cfg, env: env, name: cfg.Driver}
+	if err := s.init(); err != nil {
 		_ = eng.Close()
 		return nil, err
 	}
@@ -140,23 +137,17 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+func (s *Store) init() error {
 	var (
 		raw []byte
 		seq uint64
 	)
-	err := eng(s).View(func(tx Tx) error {
+	err := s.eng.View(func(tx Tx) error {
 		v, err := tx.Get(keyInfo)
-		if err != nil {
+		if err != nil || v == nil {
 			return err
 		}
 		raw = append([]byte(nil), v...)
-		if v == nil {
-			raw = nil
-		}
 		q, err := tx.Get(keySeq)
 		if err != nil {
 			return err
@@ -168,22 +159,22 @@ func (s *Store) init(ctx context.Context) error {
 		return s.wrap("read system info", err)
 	}
 	if raw == nil {
-		s.info = persistence.SystemInfo{
-			SchemaVersion: persistence.SchemaVersion,
-			CreatedAt:     s.cfg.Clock.Now(),
-			SDKVersion:    persistence.SDKVersion,
+		s.info = driver.SystemInfo{
+			SchemaVersion: driver.SchemaVersion,
+			CreatedAt:     s.env.Clock.Now(),
+			SDKVersion:    driver.SDKVersion,
 			Driver:        s.name,
 		}
-		blob := persistence.EncodeSystemInfo(nil, s.info)
+		blob := driver.EncodeSystemInfo(nil, s.info)
 		if err := s.eng.Update(func(tx Tx) error { return tx.Put(keyInfo, blob) }); err != nil {
 			return s.wrap("record system info", err)
 		}
 	} else {
-		info, err := persistence.DecodeSystemInfo(raw)
+		info, err := driver.DecodeSystemInfo(raw)
 		if err != nil {
 			return fmt.Errorf("%s: system info: %w", s.name, err)
 		}
-		if err := persistence.CheckSchema(info.SchemaVersion); err != nil {
+		if err := driver.CheckSchema(info.SchemaVersion); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		s.info = info
@@ -193,13 +184,8 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.abandonPending(); err != nil {
 		return err
 	}
-	if err := s.collectGarbage(); err != nil {
-		return err
-	}
-	return nil
+	return s.collectGarbage()
 }
-
-func eng(s *Store) Engine { return s.eng }
 
 // abandonPending turns the retained tables of Store calls a crash interrupted into
 // garbage.
@@ -220,7 +206,7 @@ func (s *Store) abandonPending() error {
 	err = s.eng.Update(func(tx Tx) error {
 		for _, k := range gens {
 			if len(k) != len(keyPending)+8 {
-				return fmt.Errorf("%w: pending table marker of %d bytes", persistence.ErrBrokenEntry, len(k))
+				return fmt.Errorf("%w: pending table marker of %d bytes", driver.ErrBrokenEntry, len(k))
 			}
 			gen := k[len(keyPending):]
 			if err := tx.Put(garbageKey(append([]byte{tagRetained}, gen...)), []byte{}); err != nil {
@@ -238,14 +224,8 @@ func (s *Store) abandonPending() error {
 	return s.wrap("abandon pending retained tables", err)
 }
 
-// Sessions returns the session store.
-func (s *Store) Sessions() persistence.Sessions { return (*sessions)(s) }
-
-// Retained returns the retained-message store.
-func (s *Store) Retained() persistence.Retained { return (*retained)(s) }
-
-// System returns the store's metadata.
-func (s *Store) System() persistence.System { return (*system)(s) }
+// Info returns the store's metadata, as recorded when it was created.
+func (s *Store) Info(context.Context) (driver.SystemInfo, error) { return s.info, nil }
 
 // Close commits the writes already queued, stops the committer, waits for read
 // transactions and closes the engine. It is idempotent.
@@ -269,7 +249,7 @@ func (s *Store) Close() error {
 func (s *Store) Engine() Engine { return s.eng }
 
 func (s *Store) errClosed() error {
-	return fmt.Errorf("%s: %w", s.name, persistence.ErrClosed)
+	return fmt.Errorf("%s: %w", s.name, driver.ErrClosed)
 }
 
 // wrap adds context to an engine error, mapping a closed engine to ErrClosed.
@@ -278,16 +258,14 @@ func (s *Store) wrap(what string, err error) error {
 		return nil
 	}
 	if errors.Is(err, ErrEngineClosed) {
-		return fmt.Errorf("%s: %s: %w: %w", s.name, what, persistence.ErrClosed, err)
+		return fmt.Errorf("%s: %s: %w: %w", s.name, what, driver.ErrClosed, err)
 	}
 	return fmt.Errorf("%s: %s: %w", s.name, what, err)
 }
 
-// view runs fn in a read transaction after checking ctx and Close.
-func (s *Store) view(ctx context.Context, what string, fn func(tx Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// view runs fn in a read transaction. A read that raced with Close fails with
+// ErrClosed instead of reaching the closed engine.
+func (s *Store) view(what string, fn func(tx Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -306,12 +284,6 @@ func (s *Store) view(ctx context.Context, what string, fn func(tx Tx) error) err
 
 // write runs fn in a group-committed write transaction and returns its own error.
 func (s *Store) write(ctx context.Context, fn writeFn) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if s.closed.Load() {
-		return s.errClosed()
-	}
 	err := s.committer.Do(ctx, fn)
 	if errors.Is(err, groupcommit.ErrClosed) {
 		return s.errClosed()
@@ -320,13 +292,14 @@ func (s *Store) write(ctx context.Context, fn writeFn) error {
 		if gcErr := s.collectGarbage(); gcErr != nil {
 			// The operation itself committed; what is left is invisible and is
 			// collected by the next write or the next open.
-			s.cfg.Logger.Warn("garbage collection failed", "driver", s.name, "err", gcErr)
+			s.env.Logger.Warn("garbage collection failed", "driver", s.name, "err", gcErr)
 		}
 	}
 	return err
 }
 
-// commit is the group committer's CommitFunc.
+// commit is the group committer's CommitFunc. A request whose context ended while
+// it waited in the queue is not run (groupcommit's contract: its caller was told).
 func (s *Store) commit(group []*groupcommit.Request[writeFn]) {
 	live := make([]*groupcommit.Request[writeFn], 0, len(group))
 	for _, r := range group {
@@ -342,8 +315,10 @@ func (s *Store) commit(group []*groupcommit.Request[writeFn]) {
 // commitGroup commits reqs in one transaction. An operation that fails is taken out
 // and the rest run again, so that every operation stays atomic; when the engine
 // refuses a transaction as too big, the operations before the one that overflowed
-// are committed first and the rest follow in a new transaction.
+// are committed first and the rest follow in a new transaction. Every transaction
+// that commits, or fails as a whole, is reported to env.OnCommit.
 func (s *Store) commitGroup(reqs []*groupcommit.Request[writeFn]) {
+	start := time.Now()
 	for len(reqs) > 0 {
 		failed, opErr, err := s.attempt(reqs)
 		if err != nil {
@@ -351,17 +326,20 @@ func (s *Store) commitGroup(reqs []*groupcommit.Request[writeFn]) {
 			for _, r := range reqs {
 				r.Err = err
 			}
+			s.committed(len(reqs), start, err)
 			return
 		}
 		if failed < 0 {
 			for _, r := range reqs {
 				r.Err = nil
 			}
+			s.committed(len(reqs), start, nil)
 			return
 		}
 		if errors.Is(opErr, ErrTxnTooBig) && failed > 0 {
 			s.commitGroup(reqs[:failed])
 			reqs = reqs[failed:]
+			start = time.Now()
 			continue
 		}
 		if errors.Is(opErr, ErrEngineClosed) {
@@ -369,6 +347,13 @@ func (s *Store) commitGroup(reqs []*groupcommit.Request[writeFn]) {
 		}
 		reqs[failed].Err = opErr
 		reqs = append(reqs[:failed:failed], reqs[failed+1:]...)
+	}
+}
+
+// committed tells env.OnCommit about a commit of calls operations begun at start.
+func (s *Store) committed(calls int, start time.Time, err error) {
+	if s.env.OnCommit != nil {
+		s.env.OnCommit(driver.CommitInfo{Calls: calls, Duration: time.Since(start), Err: err})
 	}
 }
 
@@ -416,7 +401,7 @@ type limitTx struct {
 func (t limitTx) Put(k, v []byte) error {
 	if len(k) > t.s.cfg.MaxKeySize {
 		return fmt.Errorf("%s: %w: a key of %d bytes exceeds the %d bytes this engine allows (session id, topic filter or topic too long)",
-			t.s.name, persistence.ErrInvalidArgument, len(k), t.s.cfg.MaxKeySize)
+			t.s.name, driver.ErrInvalidArgument, len(k), t.s.cfg.MaxKeySize)
 	}
 	return t.Tx.Put(k, v)
 }
@@ -545,24 +530,4 @@ func (s *Store) collectGarbage() error {
 	}
 }
 
-// system implements persistence.System.
-type system Store
-
-// GetInfo returns the store's metadata, as recorded when it was created.
-func (sy *system) GetInfo(ctx context.Context) (persistence.SystemInfo, error) {
-	s := (*Store)(sy)
-	if err := ctx.Err(); err != nil {
-		return persistence.SystemInfo{}, err
-	}
-	if s.closed.Load() {
-		return persistence.SystemInfo{}, s.errClosed()
-	}
-	return s.info, nil
-}
-
-var (
-	_ persistence.Provider = (*Store)(nil)
-	_ persistence.Sessions = (*sessions)(nil)
-	_ persistence.Retained = (*retained)(nil)
-	_ persistence.System   = (*system)(nil)
-)
+var _ driver.Conn = (*Store)(nil)

@@ -13,6 +13,7 @@ import (
 	bdg "github.com/dgraph-io/badger/v4"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 	"github.com/mqttstore/mqttstore/persistence/kv"
 )
 
@@ -24,37 +25,118 @@ const Name = "badger"
 
 func init() { persistence.Register(Name, Driver{}) }
 
-// Driver opens Badger stores. Use it through persistence.Open with a "badger://" URL.
+// Driver turns "badger://" URLs into a [Config]. persistence.Open uses it; a program
+// can open a [Config] with persistence.OpenConnector instead.
 type Driver struct{}
 
-// config is what a store URL says.
-type config struct {
-	dir      string
-	inMemory bool
-	sync     bool
-	memory   string
-	gc       time.Duration
+// OpenConnector parses u into a [Config].
+func (Driver) OpenConnector(u *url.URL) (driver.Connector, error) { return parseURL(u) }
+
+// Sync says when a commit reaches the disk.
+type Sync string
+
+// The sync modes.
+const (
+	// SyncAlways fsyncs every commit before the write returns (Badger SyncWrites);
+	// concurrent writers share commits. The default.
+	SyncAlways Sync = "always"
+	// SyncNone leaves the syncing to the OS: a process crash loses nothing, a power
+	// loss may.
+	SyncNone Sync = "none"
+)
+
+// Memory sizes Badger's memtables, caches and value-log files.
+type Memory string
+
+// The memory profiles.
+const (
+	// MemoryDefault suits a 2-core machine with a few hundred MB to spare. The
+	// default.
+	MemoryDefault Memory = "default"
+	// MemoryLow roughly quarters MemoryDefault.
+	MemoryLow Memory = "low"
+)
+
+// DefaultGC is how often value-log garbage collection runs when Config.GC is 0.
+const DefaultGC = 5 * time.Minute
+
+// Config is a Badger store's configuration: what a "badger://" URL says, as a value
+// a program can build itself and open with persistence.OpenConnector.
+type Config struct {
+	// Dir is the Badger directory, created with mode 0700 when missing. Required
+	// unless InMemory.
+	Dir string
+	// InMemory keeps everything in memory: nothing on disk, nothing kept across
+	// Close. Dir must then be empty.
+	InMemory bool
+	// Sync is when commits are fsynced; "" means SyncAlways.
+	Sync Sync
+	// Memory is the memory profile; "" means MemoryDefault.
+	Memory Memory
+	// GC is how often value-log garbage collection runs (not in memory); 0 means
+	// DefaultGC.
+	GC time.Duration
 }
 
-func parseURL(u *url.URL) (config, error) {
-	var c config
-	var err error
-	if c.dir, err = kv.URLPath(Name, u); err != nil {
-		return c, err
+// ParseConfig parses a "badger://" store URL into a Config, with every option given
+// or defaulted: badger:///var/lib/mqtt/state?sync=always&memory=default&gc=5m, or
+// badger://?inmemory=true. Errors match persistence.ErrInvalidConfig.
+func ParseConfig(dsn string) (*Config, error) {
+	u, err := kv.ParseURL(Name, dsn)
+	if err != nil {
+		return nil, err
 	}
-	o := persistence.NewOptions(u.Query())
-	c.inMemory = o.Bool("inmemory", false)
-	c.sync = o.Enum("sync", "always", "always", "none") == "always"
-	c.memory = o.Enum("memory", "default", "default", "low")
-	c.gc = o.Duration("gc", 5*time.Minute)
+	return parseURL(u)
+}
+
+func parseURL(u *url.URL) (*Config, error) {
+	dir, err := kv.URLPath(Name, u)
+	if err != nil {
+		return nil, err
+	}
+	o := driver.NewOptions(u.Query())
+	c := &Config{
+		Dir:      dir,
+		InMemory: o.Bool("inmemory", false),
+		Sync:     Sync(o.Enum("sync", string(SyncAlways), string(SyncAlways), string(SyncNone))),
+		Memory:   Memory(o.Enum("memory", string(MemoryDefault), string(MemoryDefault), string(MemoryLow))),
+		GC:       o.Duration("gc", DefaultGC),
+	}
 	if err := o.Err(); err != nil {
-		return c, fmt.Errorf("badger: %w", err)
+		return nil, fmt.Errorf("badger: %w", err)
 	}
 	switch {
-	case c.inMemory && c.dir != "":
-		return c, fmt.Errorf("%w: badger: store URL %q has both a path and inmemory=true", persistence.ErrInvalidConfig, u.Redacted())
-	case !c.inMemory && c.dir == "":
-		return c, fmt.Errorf("%w: badger: store URL %q has no directory; use badger:///path/to/dir or badger://?inmemory=true", persistence.ErrInvalidConfig, u.Redacted())
+	case c.InMemory && c.Dir != "":
+		return nil, fmt.Errorf("%w: badger: store URL %q has both a path and inmemory=true", driver.ErrInvalidConfig, u.Redacted())
+	case !c.InMemory && c.Dir == "":
+		return nil, fmt.Errorf("%w: badger: store URL %q has no directory; use badger:///path/to/dir or badger://?inmemory=true", driver.ErrInvalidConfig, u.Redacted())
+	}
+	return c, nil
+}
+
+// resolved returns c with its defaults filled in, or an error matching
+// persistence.ErrInvalidConfig.
+func (c Config) resolved() (Config, error) {
+	if c.Sync == "" {
+		c.Sync = SyncAlways
+	}
+	if c.Memory == "" {
+		c.Memory = MemoryDefault
+	}
+	if c.GC == 0 {
+		c.GC = DefaultGC
+	}
+	switch {
+	case c.InMemory && c.Dir != "":
+		return c, fmt.Errorf("%w: badger: Config has both Dir %q and InMemory", driver.ErrInvalidConfig, c.Dir)
+	case !c.InMemory && c.Dir == "":
+		return c, fmt.Errorf("%w: badger: Config has neither Dir nor InMemory", driver.ErrInvalidConfig)
+	case c.Sync != SyncAlways && c.Sync != SyncNone:
+		return c, fmt.Errorf("%w: badger: Config.Sync %q is not one of always, none", driver.ErrInvalidConfig, c.Sync)
+	case c.Memory != MemoryDefault && c.Memory != MemoryLow:
+		return c, fmt.Errorf("%w: badger: Config.Memory %q is not one of default, low", driver.ErrInvalidConfig, c.Memory)
+	case c.GC < 0:
+		return c, fmt.Errorf("%w: badger: Config.GC %s is negative", driver.ErrInvalidConfig, c.GC)
 	}
 	return c, nil
 }
@@ -62,18 +144,18 @@ func parseURL(u *url.URL) (config, error) {
 // options returns Badger's options for c. Badger's defaults (64 MiB memtables, five
 // of them, a 256 MiB block cache, four compactors) are sized for servers; these keep
 // the footprint of a broker's state small on a 2-core machine.
-func options(c config, logger *slog.Logger) bdg.Options {
-	o := bdg.DefaultOptions(c.dir).
-		WithInMemory(c.inMemory).
-		WithSyncWrites(c.sync).
+func options(c Config, logger *slog.Logger) bdg.Options {
+	o := bdg.DefaultOptions(c.Dir).
+		WithInMemory(c.InMemory).
+		WithSyncWrites(c.Sync == SyncAlways).
 		WithLogger(slogLogger{logger}).
 		// Writes are serialized by the group committer, so Badger's conflict
 		// detection would only cost time.
 		WithDetectConflicts(false).
 		WithNumCompactors(2).
 		WithNumVersionsToKeep(1)
-	switch c.memory {
-	case "low":
+	switch c.Memory {
+	case MemoryLow:
 		o = o.WithMemTableSize(8 << 20).
 			WithNumMemtables(2).
 			WithNumLevelZeroTables(2).
@@ -94,33 +176,31 @@ func options(c config, logger *slog.Logger) bdg.Options {
 	return o
 }
 
-// Open opens (creating if needed) the Badger directory the URL names.
-func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Provider, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c, err := parseURL(cfg.URL)
+// Connect opens (creating if needed) the Badger directory, or an empty in-memory
+// store.
+func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, error) {
+	cfg, err := c.resolved()
 	if err != nil {
 		return nil, err
 	}
-	logger := cfg.Logger
+	logger := env.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if !c.inMemory {
-		if err := os.MkdirAll(c.dir, 0o700); err != nil {
-			return nil, fmt.Errorf("badger: create directory %s: %w", c.dir, err)
+	if !cfg.InMemory {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("badger: create directory %s: %w", cfg.Dir, err)
 		}
 	}
-	db, err := bdg.Open(options(c, logger))
+	db, err := bdg.Open(options(cfg, logger))
 	if err != nil {
-		return nil, fmt.Errorf("badger: open %s: %w", c.dir, err)
+		return nil, fmt.Errorf("badger: open %s: %w", cfg.Dir, err)
 	}
 	e := &engine{db: db, logger: logger}
-	if !c.inMemory {
-		e.gc = kv.Every(c.gc, e.collectValueLog)
+	if !cfg.InMemory {
+		e.gc = kv.Every(cfg.GC, e.collectValueLog)
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: logger, MaxKeySize: maxKeySize})
+	return kv.Open(ctx, e, env, kv.Config{Driver: Name, MaxKeySize: maxKeySize})
 }
 
 // engine adapts a Badger database to kv.Engine.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
+	"github.com/mqttstore/mqttstore/providers/badger"
 )
 
 // TestKillChild is the child side of TestKill; in an ordinary run it does nothing.
@@ -163,3 +165,49 @@ func TestGroupCommitKeepsOperationsAtomic(t *testing.T) {
 // Badger keys hold at most 65000 bytes; session ids of 64000 bytes fit, retained
 // topics of any length.
 func TestLongKeys(t *testing.T) { kvtest.LongKeys(t, dirURL("sync=always")(t.TempDir()), 64000) }
+
+// TestConfig checks the typed configuration: ParseConfig fills in every default,
+// rejects what the URL path of persistence.Open rejects, and Connect refuses a
+// Config no URL could produce.
+func TestConfig(t *testing.T) {
+	cfg, err := badger.ParseConfig("badger:///tmp/x/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := badger.Config{Dir: "/tmp/x/db", Sync: badger.SyncAlways, Memory: badger.MemoryDefault, GC: badger.DefaultGC}
+	if *cfg != want {
+		t.Errorf("ParseConfig = %+v, want %+v", *cfg, want)
+	}
+	for dsn, mention := range map[string]string{
+		"badger:///x?sync=batch": "sync",
+		"bolt:///x":              "badger://",
+		"badger://":              "directory",
+	} {
+		if _, err := badger.ParseConfig(dsn); !errors.Is(err, persistence.ErrInvalidConfig) || !strings.Contains(err.Error(), mention) {
+			t.Errorf("ParseConfig(%q) = %v; want ErrInvalidConfig naming %q", dsn, err, mention)
+		}
+	}
+	dir := t.TempDir()
+	for _, c := range []badger.Config{
+		{},
+		{Dir: dir, InMemory: true},
+		{Dir: dir, Sync: "batch"},
+		{Dir: dir, Memory: "huge"},
+		{Dir: dir, GC: -time.Second},
+	} {
+		if p, err := persistence.OpenConnector(context.Background(), &c); !errors.Is(err, persistence.ErrInvalidConfig) {
+			if p != nil {
+				_ = p.Close()
+			}
+			t.Errorf("OpenConnector(%+v) = %v; want ErrInvalidConfig", c, err)
+		}
+	}
+	// The zero values of Sync, Memory and GC are the defaults.
+	p, err := persistence.OpenConnector(context.Background(), &badger.Config{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,13 +1,16 @@
 // Package badger is the mqttstore driver for Badger v4 (github.com/dgraph-io/badger/v4),
-// registered as "badger". It is a thin adapter: it parses the store URL, opens
-// Badger with options sized for a small machine, runs value-log garbage collection
-// in the background and hands its transactions to persistence/kv, which implements
-// the whole API (key layout, sequence numbers, counts, expiry index, group commit).
+// registered as "badger". It is a thin adapter: it opens Badger with options sized
+// for a small machine, runs value-log garbage collection in the background and hands
+// its transactions to persistence/kv, which implements the whole store (key layout,
+// sequence numbers, counts, expiry index, group commit).
 //
-//	badger:///var/lib/mqtt/state?sync=always&memory=default&gc=5m
-//	badger://?inmemory=true
+// Open a store by URL, or from a [Config] without one:
 //
-// Options:
+//	store, err := persistence.Open(ctx, "badger:///var/lib/mqtt/state?sync=always&memory=default&gc=5m")
+//	store, err := persistence.Open(ctx, "badger://?inmemory=true")
+//	store, err := persistence.OpenConnector(ctx, &badger.Config{Dir: "/var/lib/mqtt/state", Memory: badger.MemoryLow})
+//
+// URL options, each a field of [Config]:
 //   - sync=always (default): every commit is fsynced before the write returns
 //     (Badger SyncWrites); concurrent writers share commits. sync=none leaves the
 //     syncing to the OS: a process crash loses nothing, a power loss may.
@@ -22,7 +25,4 @@
 // Limit: Badger keys hold at most 65000 bytes, so a session id or topic filter longer
 // than about 64900 bytes is refused with persistence.ErrInvalidArgument (MQTT allows
 // up to 65535). Retained topics of any length are stored.
-//
-// This package imports persistence and persistence/kv; it must not import another
-// driver, the conformance suite or the broker.
 package badger

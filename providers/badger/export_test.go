@@ -2,7 +2,7 @@ package badger
 
 import (
 	"github.com/mqttstore/mqttstore/persistence"
-	"github.com/mqttstore/mqttstore/persistence/kv"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 )
 
 // Crash abandons p as a killed process would: it closes the Badger database under
@@ -10,6 +10,6 @@ import (
 // Badger's own Close still writes its memtable out, which a kill would not; what
 // that cannot hide is a commit acknowledged before it reached the write-ahead log,
 // which the kill test (a real SIGKILL) covers.
-func Crash(p persistence.Provider) error {
-	return p.(*kv.Store).Engine().(*engine).Close()
+func Crash(p *persistence.Store) error {
+	return kvtest.Engine(p).(*engine).Close()
 }

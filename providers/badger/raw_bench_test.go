@@ -18,7 +18,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, sync := range []string{"always", "none"} {
 		b.Run("sync="+sync, func(b *testing.B) {
 			kvtest.RawBench(b, func(b *testing.B) kvtest.RawEngine {
-				c := config{dir: filepath.Join(b.TempDir(), "raw"), sync: sync == "always", memory: "default"}
+				c := Config{Dir: filepath.Join(b.TempDir(), "raw"), Sync: Sync(sync), Memory: MemoryDefault}
 				db, err := bdg.Open(options(c, slog.New(slog.DiscardHandler)))
 				if err != nil {
 					b.Fatal(err)

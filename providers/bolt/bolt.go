@@ -15,6 +15,7 @@ import (
 	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 	"github.com/mqttstore/mqttstore/persistence/kv"
 )
 
@@ -23,83 +24,143 @@ const Name = "bolt"
 
 func init() { persistence.Register(Name, Driver{}) }
 
-// Driver opens bbolt stores. Use it through persistence.Open with a "bolt://" URL.
+// Driver turns "bolt://" URLs into a [Config]. persistence.Open uses it; a program
+// with a path at hand can open a [Config] with persistence.OpenConnector instead.
 type Driver struct{}
 
-// bucket holds every key; the layout inside it is persistence/kv's.
-var bucket = []byte("mqttstore")
+// OpenConnector parses u into a [Config].
+func (Driver) OpenConnector(u *url.URL) (driver.Connector, error) { return parseURL(u) }
 
-// syncInterval is how often sync=batch fsyncs the file.
-const syncInterval = time.Second
+// Sync says when a commit reaches the disk.
+type Sync string
 
-// config is what a store URL says.
-type config struct {
-	path    string
-	sync    string
-	timeout time.Duration
+// The sync modes (see the package documentation).
+const (
+	// SyncAlways fsyncs every commit before the write returns; concurrent writers
+	// share commits. The default.
+	SyncAlways Sync = "always"
+	// SyncBatch fsyncs the file every second instead: a process crash loses
+	// nothing, an OS crash or power loss may lose the last second of writes.
+	SyncBatch Sync = "batch"
+	// SyncNone never fsyncs. Only for tests and throwaway state.
+	SyncNone Sync = "none"
+)
+
+// DefaultTimeout is how long Connect waits for a file locked by another process
+// when Config.Timeout is 0.
+const DefaultTimeout = 2 * time.Second
+
+// Config is a bbolt store's configuration: what a "bolt://" URL says, as a value a
+// program can build itself and open with persistence.OpenConnector.
+type Config struct {
+	// Path is the bbolt file, created with mode 0600 (its directory with 0700) when
+	// missing. Required.
+	Path string
+	// Sync is when commits are fsynced; "" means SyncAlways.
+	Sync Sync
+	// Timeout is how long Connect waits for the file lock another process holds
+	// before failing with an error that says the file is locked; 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
 }
 
-func parseURL(u *url.URL) (config, error) {
-	var c config
-	var err error
-	if c.path, err = kv.URLPath(Name, u); err != nil {
-		return c, err
+// ParseConfig parses a "bolt://" store URL into a Config, with every option given
+// or defaulted: bolt:///var/lib/mqtt/state.db?sync=always&timeout=2s. Errors match
+// persistence.ErrInvalidConfig.
+func ParseConfig(dsn string) (*Config, error) {
+	u, err := kv.ParseURL(Name, dsn)
+	if err != nil {
+		return nil, err
 	}
-	if c.path == "" {
-		return c, fmt.Errorf("%w: bolt: store URL %q has no file path; use bolt:///path/to/state.db", persistence.ErrInvalidConfig, u.Redacted())
+	return parseURL(u)
+}
+
+func parseURL(u *url.URL) (*Config, error) {
+	path, err := kv.URLPath(Name, u)
+	if err != nil {
+		return nil, err
 	}
-	o := persistence.NewOptions(u.Query())
-	c.sync = o.Enum("sync", "always", "always", "batch", "none")
-	c.timeout = o.Duration("timeout", 2*time.Second)
+	if path == "" {
+		return nil, fmt.Errorf("%w: bolt: store URL %q has no file path; use bolt:///path/to/state.db", driver.ErrInvalidConfig, u.Redacted())
+	}
+	o := driver.NewOptions(u.Query())
+	c := &Config{
+		Path:    path,
+		Sync:    Sync(o.Enum("sync", string(SyncAlways), string(SyncAlways), string(SyncBatch), string(SyncNone))),
+		Timeout: o.Duration("timeout", DefaultTimeout),
+	}
 	if err := o.Err(); err != nil {
-		return c, fmt.Errorf("bolt: %w", err)
+		return nil, fmt.Errorf("bolt: %w", err)
 	}
 	return c, nil
 }
 
-// Open opens (creating if needed) the bbolt file the URL names.
-func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Provider, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// resolved returns c with its defaults filled in, or an error matching
+// persistence.ErrInvalidConfig.
+func (c Config) resolved() (Config, error) {
+	if c.Sync == "" {
+		c.Sync = SyncAlways
 	}
-	c, err := parseURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
 	}
-	e, err := openEngine(c)
-	if err != nil {
-		return nil, err
+	switch {
+	case c.Path == "":
+		return c, fmt.Errorf("%w: bolt: Config.Path is empty", driver.ErrInvalidConfig)
+	case c.Sync != SyncAlways && c.Sync != SyncBatch && c.Sync != SyncNone:
+		return c, fmt.Errorf("%w: bolt: Config.Sync %q is not one of always, batch, none", driver.ErrInvalidConfig, c.Sync)
+	case c.Timeout < 0:
+		return c, fmt.Errorf("%w: bolt: Config.Timeout %s is negative", driver.ErrInvalidConfig, c.Timeout)
 	}
-	return kv.Open(ctx, e, kv.Config{Driver: Name, Clock: cfg.Clock, Logger: cfg.Logger, MaxKeySize: bbolt.MaxKeySize})
+	return c, nil
 }
 
-func openEngine(c config) (*engine, error) {
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
-		return nil, fmt.Errorf("bolt: create directory of %s: %w", c.path, err)
+// Connect opens (creating if needed) the bbolt file.
+func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, error) {
+	e, err := openEngine(*c)
+	if err != nil {
+		return nil, err
 	}
-	db, err := bbolt.Open(c.path, 0o600, &bbolt.Options{
-		Timeout: c.timeout,
+	return kv.Open(ctx, e, env, kv.Config{Driver: Name, MaxKeySize: bbolt.MaxKeySize})
+}
+
+// bucket holds every key; the layout inside it is persistence/kv's.
+var bucket = []byte("mqttstore")
+
+// syncInterval is how often SyncBatch fsyncs the file.
+const syncInterval = time.Second
+
+func openEngine(c Config) (*engine, error) {
+	c, err := c.resolved()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: create directory of %s: %w", c.Path, err)
+	}
+	db, err := bbolt.Open(c.Path, 0o600, &bbolt.Options{
+		Timeout: c.Timeout,
 		// The freelist is rebuilt at open instead of being written by every commit,
 		// which halves the pages a small commit writes.
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
 	})
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("bolt: %s is locked by another process (waited %s; see the timeout option): %w", c.path, c.timeout, err)
+		return nil, fmt.Errorf("bolt: %s is locked by another process (waited %s; see the timeout option): %w", c.Path, c.Timeout, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bolt: open %s: %w", c.path, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", c.Path, err)
 	}
-	db.NoSync = c.sync != "always"
+	db.NoSync = c.Sync != SyncAlways
 	if err := db.Update(func(tx *bbolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
 	}); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("bolt: init %s: %w", c.path, err)
+		return nil, fmt.Errorf("bolt: init %s: %w", c.Path, err)
 	}
 	e := &engine{db: db}
-	if c.sync == "batch" {
+	if c.Sync == SyncBatch {
 		e.syncer = kv.Every(syncInterval, func(<-chan struct{}) { _ = db.Sync() })
 	}
 	return e, nil

@@ -2,6 +2,7 @@ package bolt_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,5 +175,49 @@ func TestCloseAfterCrash(t *testing.T) {
 		if err := p.Close(); err != nil {
 			t.Errorf("sync=%s: Close after crash: %v", mode, err)
 		}
+	}
+}
+
+// TestConfig checks the typed configuration: ParseConfig fills in every default,
+// rejects what the URL path of persistence.Open rejects, and Connect refuses a
+// Config no URL could produce.
+func TestConfig(t *testing.T) {
+	cfg, err := bolt.ParseConfig("bolt:///tmp/x/state.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (bolt.Config{Path: "/tmp/x/state.db", Sync: bolt.SyncAlways, Timeout: bolt.DefaultTimeout}); *cfg != want {
+		t.Errorf("ParseConfig = %+v, want %+v", *cfg, want)
+	}
+	for dsn, mention := range map[string]string{
+		"bolt:///x.db?sync=sometimes": "sync",
+		"badger:///x.db":              "bolt://",
+		"bolt:///x.db?a=%zz":          "options",
+		"bolt://":                     "path",
+	} {
+		if _, err := bolt.ParseConfig(dsn); !errors.Is(err, persistence.ErrInvalidConfig) || !strings.Contains(err.Error(), mention) {
+			t.Errorf("ParseConfig(%q) = %v; want ErrInvalidConfig naming %q", dsn, err, mention)
+		}
+	}
+	dir := t.TempDir()
+	for _, c := range []bolt.Config{
+		{},
+		{Path: filepath.Join(dir, "a.db"), Sync: "sometimes"},
+		{Path: filepath.Join(dir, "b.db"), Timeout: -time.Second},
+	} {
+		if p, err := persistence.OpenConnector(context.Background(), &c); !errors.Is(err, persistence.ErrInvalidConfig) {
+			if p != nil {
+				_ = p.Close()
+			}
+			t.Errorf("OpenConnector(%+v) = %v; want ErrInvalidConfig", c, err)
+		}
+	}
+	// The zero values of Sync and Timeout are the defaults.
+	p, err := persistence.OpenConnector(context.Background(), &bolt.Config{Path: filepath.Join(dir, "c.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

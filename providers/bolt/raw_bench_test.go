@@ -18,7 +18,7 @@ func BenchmarkRaw(b *testing.B) {
 	for _, sync := range []string{"always", "none"} {
 		b.Run("sync="+sync, func(b *testing.B) {
 			kvtest.RawBench(b, func(b *testing.B) kvtest.RawEngine {
-				e, err := openEngine(config{path: filepath.Join(b.TempDir(), "raw.db"), sync: sync, timeout: time.Second})
+				e, err := openEngine(Config{Path: filepath.Join(b.TempDir(), "raw.db"), Sync: Sync(sync), Timeout: time.Second})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -7,70 +7,100 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// Apply runs the batch's statements, in order, in one explicit transaction sent as
-// one pipelined pgx.Batch (BEGIN and every statement in one round trip), then
-// commits or, if any operation failed, rolls back. The statements are those of the
-// single calls, so each operation keeps its semantics and its error.
-func (ss *sessions) Apply(ctx context.Context, b *persistence.Batch) ([]uint64, error) {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return nil, err
-	}
-	if b == nil {
-		return nil, fmt.Errorf("postgres: %w: nil batch", persistence.ErrInvalidArgument)
-	}
-	ops := b.Ops()
-	if len(ops) == 0 {
-		return nil, nil
-	}
-	stmts := make([]*stmt, len(ops))
-	seqs := make([]int64, b.Appends())
-	nextSeq := 0
+// Apply turns ops into statements, merging runs of operations of one kind on one
+// session into one statement (the appends of PacketsStore, the subscriptions of
+// SubscriptionsStore, the classes of PacketsDelete, …). One statement is atomic by
+// itself and goes through [conn.write], so that concurrent single writes (above all
+// PacketAppend) are merged by the group committer; several run in one explicit
+// transaction sent as one pipelined pgx.Batch.
+func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
+	appends := 0
 	for i := range ops {
-		op := &ops[i]
-		if err := op.Validate(); err != nil {
-			return nil, fmt.Errorf("postgres: batch operation %d: %w", i, err)
-		}
-		switch op.Kind {
-		case persistence.OpCreate:
-			stmts[i] = createStmt(op.ID, op.Base)
-		case persistence.OpDelete:
-			stmts[i] = deleteStmt(op.ID)
-		case persistence.OpPacketAppend:
-			stmts[i] = appendStmt(op.ID, op.Class, op.Packet, &seqs[nextSeq])
-			nextSeq++
-		case persistence.OpPacketUpdate:
-			stmts[i] = updateStmt(op.ID, op.Class, op.Packet)
-		case persistence.OpPacketDelete:
-			stmts[i] = packetDeleteStmt(op.ID, op.Class, op.Seq)
-		case persistence.OpPacketsDelete:
-			stmts[i] = packetsDeleteStmt(op.ID, []int16{int16(op.Class)})
-		case persistence.OpSubscriptionStore:
-			stmts[i] = subscriptionsStoreStmt(op.ID, []persistence.Subscription{op.Subscription})
-		case persistence.OpSubscriptionDelete:
-			stmts[i] = subscriptionsDeleteStmt(op.ID, []string{op.Filter})
-		case persistence.OpSubscriptionsDeleteAll:
-			stmts[i] = subscriptionsDeleteAllStmt(op.ID)
-		case persistence.OpStateStore:
-			stmts[i] = stateStoreStmt(op.ID, op.State)
-		case persistence.OpStateDelete:
-			stmts[i] = stateDeleteStmt(op.ID)
-		case persistence.OpExpiryStore:
-			stmts[i] = expiryStoreStmt(op.ID, op.Expiry)
-		case persistence.OpExpiryDelete:
-			stmts[i] = expiryDeleteStmt(op.ID)
+		if ops[i].Kind == driver.OpPacketAppend {
+			appends++
 		}
 	}
-	if err := p.applyStmts(ctx, stmts); err != nil {
+	seqs := make([]int64, appends)
+	stmts := make([]*stmt, 0, len(ops))
+	nextSeq := 0
+	for i := 0; i < len(ops); {
+		op := &ops[i]
+		// n is the length of the run of operations of op's kind on op's session.
+		n := 1
+		for i+n < len(ops) && ops[i+n].Kind == op.Kind && ops[i+n].ID == op.ID {
+			n++
+		}
+		run := ops[i : i+n]
+		switch op.Kind {
+		case driver.OpCreate:
+			n = 1
+			stmts = append(stmts, createStmt(op.ID, op.Base))
+		case driver.OpDelete:
+			stmts = append(stmts, deleteStmt(op.ID))
+		case driver.OpPacketAppend:
+			if n == 1 {
+				stmts = append(stmts, appendStmt(op.ID, op.Class, op.Packet, &seqs[nextSeq]))
+			} else {
+				stmts = append(stmts, appendsStmt(op.ID, run, seqs[nextSeq:nextSeq+n]))
+			}
+			nextSeq += n
+		case driver.OpPacketUpdate:
+			n = 1
+			stmts = append(stmts, updateStmt(op.ID, op.Class, op.Packet))
+		case driver.OpPacketDelete:
+			n = 1
+			stmts = append(stmts, packetDeleteStmt(op.ID, op.Class, op.Seq))
+		case driver.OpPacketsDelete:
+			classes := make([]int16, n)
+			for j := range run {
+				classes[j] = int16(run[j].Class)
+			}
+			stmts = append(stmts, packetsDeleteStmt(op.ID, classes))
+		case driver.OpSubscriptionStore:
+			subs := make([]driver.Subscription, n)
+			for j := range run {
+				subs[j] = run[j].Subscription
+			}
+			stmts = append(stmts, subscriptionsStoreStmt(op.ID, subs))
+		case driver.OpSubscriptionDelete:
+			filters := make([]string, n)
+			for j := range run {
+				filters[j] = run[j].Filter
+			}
+			stmts = append(stmts, subscriptionsDeleteStmt(op.ID, filters))
+		case driver.OpSubscriptionsDeleteAll:
+			stmts = append(stmts, subscriptionsDeleteAllStmt(op.ID))
+		case driver.OpStateStore:
+			n = 1
+			stmts = append(stmts, stateStoreStmt(op.ID, op.State))
+		case driver.OpStateDelete:
+			stmts = append(stmts, stateDeleteStmt(op.ID))
+		case driver.OpExpiryStore:
+			n = 1
+			stmts = append(stmts, expiryStoreStmt(op.ID, op.Expiry))
+		case driver.OpExpiryDelete:
+			stmts = append(stmts, expiryDeleteStmt(op.ID))
+		default:
+			return nil, fmt.Errorf("postgres: %w: unknown operation %d", driver.ErrInvalidArgument, op.Kind)
+		}
+		i += n
+	}
+	var err error
+	if len(stmts) == 1 {
+		err = c.write(ctx, stmts[0])
+	} else {
+		err = c.applyStmts(ctx, stmts)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if len(seqs) == 0 {
+	if appends == 0 {
 		return nil, nil
 	}
-	out := make([]uint64, len(seqs))
+	out := make([]uint64, appends)
 	for i, s := range seqs {
 		out[i] = uint64(s)
 	}
@@ -79,19 +109,23 @@ func (ss *sessions) Apply(ctx context.Context, b *persistence.Batch) ([]uint64, 
 
 // applyStmts runs stmts in one transaction: all commit, or none when one of them
 // reports a failure or errors.
-func (p *provider) applyStmts(ctx context.Context, stmts []*stmt) error {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return p.wrap(ctx, "apply", err)
+func (c *conn) applyStmts(ctx context.Context, stmts []*stmt) error {
+	if err := c.beginWrite(); err != nil {
+		return err
 	}
-	defer conn.Release()
+	defer c.endWrite()
+	pc, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return c.wrap(ctx, "apply", err)
+	}
+	defer pc.Release()
 	var b pgx.Batch
 	b.Queue(`BEGIN`)
 	for _, s := range stmts {
-		s.queue(&b)
+		b.Queue(c.q(s.sql), s.args...)
 	}
 	var opErr, sqlErr error
-	br := conn.SendBatch(ctx, &b)
+	br := pc.SendBatch(ctx, &b)
 	if _, err := br.Exec(); err != nil {
 		sqlErr = err
 	}
@@ -101,9 +135,9 @@ func (p *provider) applyStmts(ctx context.Context, stmts []*stmt) error {
 		}
 		oe, se := s.read(br)
 		if se != nil {
-			sqlErr = fmt.Errorf("batch operation %d: %w", i, se)
+			sqlErr = fmt.Errorf("batch statement %d (%s): %w", i, s.what, se)
 		} else if oe != nil && opErr == nil {
-			opErr = fmt.Errorf("postgres: batch operation %d: %w", i, oe)
+			opErr = oe
 		}
 	}
 	if err := br.Close(); err != nil && sqlErr == nil {
@@ -117,15 +151,15 @@ func (p *provider) applyStmts(ctx context.Context, stmts []*stmt) error {
 	// the pool inside it (pgxpool then discards it, but only after a failed reuse).
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := conn.Exec(endCtx, end); err != nil && sqlErr == nil && opErr == nil {
+	if _, err := pc.Exec(endCtx, end); err != nil && sqlErr == nil && opErr == nil {
 		sqlErr = err
 	}
 	switch {
 	case sqlErr != nil:
-		if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-			_ = conn.Conn().Close(endCtx)
+		if !pc.Conn().IsClosed() && pc.Conn().PgConn().TxStatus() != 'I' {
+			_ = pc.Conn().Close(endCtx)
 		}
-		return p.wrap(ctx, "apply", sqlErr)
+		return c.wrap(ctx, "apply", sqlErr)
 	case opErr != nil:
 		return opErr
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // Ids, filters and topics are arbitrary bytes of any length (NUL, invalid UTF-8,

@@ -9,14 +9,14 @@ import (
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // dsns remembers the schema each open provider lives in, so Reopen and Crash can
 // open it again.
-var dsns sync.Map // persistence.Provider → string
+var dsns sync.Map // *persistence.Store → string
 
-func openDSN(t testing.TB, dsn string, opts ...persistence.OpenOption) persistence.Provider {
+func openDSN(t testing.TB, dsn string, opts ...persistence.OpenOption) *persistence.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -29,7 +29,7 @@ func openDSN(t testing.TB, dsn string, opts ...persistence.OpenOption) persisten
 	return p
 }
 
-func dsnOf(t testing.TB, p persistence.Provider) string {
+func dsnOf(t testing.TB, p *persistence.Store) string {
 	t.Helper()
 	v, ok := dsns.Load(p)
 	if !ok {
@@ -41,17 +41,17 @@ func dsnOf(t testing.TB, p persistence.Provider) string {
 // harness gives each store its own schema; options are appended to the DSN.
 func harness(options string) conformance.Harness {
 	return conformance.Harness{
-		New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
+		New: func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store {
 			return openDSN(t, pgtest.DSN(t)+options, opts...)
 		},
-		Reopen: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+		Reopen: func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store {
 			dsn := dsnOf(t, p)
 			if err := p.Close(); err != nil {
 				t.Fatalf("close: %v", err)
 			}
 			return openDSN(t, dsn, opts...)
 		},
-		Crash: func(t testing.TB, p persistence.Provider, opts ...persistence.OpenOption) persistence.Provider {
+		Crash: func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store {
 			dsn := dsnOf(t, p)
 			postgres.Crash(p)
 			return openDSN(t, dsn, opts...)

@@ -2,48 +2,41 @@
 // (pgxpool). It registers itself as "postgres" and "postgresql":
 //
 //	import _ "github.com/mqttstore/mqttstore/providers/postgres"
-//	p, err := persistence.Open(ctx, "postgres://mqtt:secret@db.example/mqtt?schema=broker1&max_conns=16")
+//	s, err := persistence.Open(ctx, "postgres://mqtt:secret@db.example/mqtt?schema=broker1&max_conns=16")
 //
-// It is the driver for several brokers sharing one replicated, backed-up database.
+// or, without a URL, on a pool the program already has (the store's Close leaves it
+// open):
+//
+//	s, err := persistence.OpenConnector(ctx, &postgres.Config{Pool: pool, Schema: "broker1"})
+//
+// [ParseConfig] turns a URL into a [Config] to adjust before opening. It is the
+// driver for several brokers sharing one replicated, backed-up database.
 //
 // # Layout
 //
-// Real tables, one per kind of record (see migrations/0001_init.sql): mqtt_sessions
-// (with the state, the expiry blob and the next deadline as indexed columns),
-// mqtt_subscriptions, mqtt_packets keyed (session, class, seq) so a queue is an index
-// range, mqtt_retained with an index on the topic's first 128 bytes for wildcard
-// loads, mqtt_system, and mqtt_schema_migrations. Values are the SDK's blob encodings
-// (persistence.Encode*), so corrupted rows decode to [persistence.ErrBrokenEntry].
-// Ids, filters and topics are bytea of any length; rows are keyed by their SHA-256.
-// Counts are index range counts (count(*) over the primary key of one queue), not
-// counter rows, so concurrent appenders never contend on one row.
+// Real tables, one per kind of record (see migrations/0001_init.sql), in the
+// store's schema: mqtt_sessions (with the state, the expiry blob and the next
+// deadline as indexed columns), mqtt_subscriptions, mqtt_packets keyed (session,
+// class, seq) so a queue is an index range, mqtt_retained with an index on the
+// topic's first 128 bytes for wildcard loads, mqtt_system, and
+// mqtt_schema_migrations. Values are the SDK's blob encodings, so corrupted rows
+// decode to [persistence.ErrBrokenEntry]. Ids, filters and topics are bytea of any
+// length; rows are keyed by their SHA-256. Counts are index range counts, not counter
+// rows, so concurrent appenders never contend on one row. Statements name the
+// schema, so they do not depend on the pool's search_path.
 //
 // # Options
 //
-//   - schema: the PostgreSQL schema holding the tables, created if missing (default
-//     "public"). Each broker cluster, or each test, can have its own.
-//   - max_conns (alias pool_max_conns): pool size, 1..1000 (default 8).
-//   - connect_timeout: seconds ("10") or a Go duration ("2s"); default 10s.
-//   - synchronous_commit: on, off, local, remote_write or remote_apply, set on every
-//     connection (default: the server's setting). off trades the last few hundred
-//     milliseconds of acknowledged writes on a server crash for throughput.
-//   - group_commit: true (default) merges concurrent single writes into shared
-//     transactions; false sends each on its own.
-//   - sslmode, sslrootcert, sslcert, sslkey, sslpassword, application_name,
-//     target_session_attrs: handed to pgx unchanged.
-//
-// Anything else is refused with [persistence.ErrInvalidConfig].
+// The URL's options are listed at [ParseConfig]; anything else is refused with
+// [persistence.ErrInvalidConfig].
 //
 // # Behaviour
 //
 // Migrations are embedded and applied on open in one transaction under
 // pg_advisory_xact_lock, so brokers starting together do not race; a database
 // migrated by a newer driver is refused with [persistence.ErrSchemaVersion].
-// Single operations are one statement (one round trip); concurrent single writes
-// are merged by a group committer into one pipelined batch per transaction. Apply,
-// PacketsStore and retained Store are one transaction each. Iterations read pages of
-// rows by key and run callbacks with no connection held.
-//
-// This package imports persistence and pgx; it must not import another driver, the
-// conformance suite or the broker.
+// A write of one statement is one round trip; concurrent ones are merged by a group
+// committer into one pipelined batch per transaction, and concurrent PacketAppends
+// into one multi-row INSERT. A batch of several statements is one transaction.
+// Iterations read pages of rows by key and run callbacks with no connection held.
 package postgres

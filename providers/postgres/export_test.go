@@ -6,16 +6,17 @@ import (
 	"github.com/mqttstore/mqttstore/persistence"
 )
 
-// Crash abandons p as a killed process would: its pool is closed under it, with no
-// Close of the provider (no committer drain), and p is left unusable.
-func Crash(p persistence.Provider) {
-	pp := p.(*provider)
-	pp.pool.Close()
-	for _, c := range pp.committers {
-		c.Close()
+// Crash abandons s as a killed process would: its pool is closed under it, with no
+// Close of the store (no committer drain), and s is left unusable.
+func Crash(s *persistence.Store) {
+	c := s.Driver().(*conn)
+	c.pool.Close()
+	for _, cm := range c.committers {
+		cm.Close()
 	}
 }
 
-// Pool returns the provider's pgx pool, for tests that look at the database
-// underneath the driver (its search_path is the provider's schema).
-func Pool(p persistence.Provider) *pgxpool.Pool { return p.(*provider).pool }
+// Pool returns the store's pgx pool, for tests that look at the database
+// underneath the driver (its search_path is the store's schema when the driver
+// made the pool).
+func Pool(s *persistence.Store) *pgxpool.Pool { return s.Driver().(*conn).pool }

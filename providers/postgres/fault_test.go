@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // With writers running, the server is stopped and started again: while it is down

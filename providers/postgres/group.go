@@ -9,7 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/mqttstore/mqttstore/persistence/groupcommit"
+	"github.com/mqttstore/mqttstore/internal/groupcommit"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // stmt is one single-statement write. Its SQL returns at most one row, and no row is
@@ -26,6 +27,9 @@ type stmt struct {
 	// noRow makes the operation's error when the statement returns no row (lazily:
 	// formatting it costs more than the common success).
 	noRow func() error
+	// post, when set, runs after the statement returned its row; its error is the
+	// operation's.
+	post func() error
 	// app is set for a PacketAppend: the group committer merges the appends of a
 	// group into one multi-row INSERT.
 	app *appendOp
@@ -44,6 +48,9 @@ type appendOp struct {
 func (s *stmt) result(err error) (opErr error, sqlErr error) {
 	switch {
 	case err == nil:
+		if s.post != nil {
+			return s.post(), nil
+		}
 		return nil, nil
 	case errors.Is(err, pgx.ErrNoRows):
 		if s.noRow == nil {
@@ -54,9 +61,6 @@ func (s *stmt) result(err error) (opErr error, sqlErr error) {
 	return nil, err
 }
 
-// queue adds s to b; its outcome is read by read.
-func (s *stmt) queue(b *pgx.Batch) { b.Queue(s.sql, s.args...) }
-
 // read reads s's result from br.
 func (s *stmt) read(br pgx.BatchResults) (opErr, sqlErr error) {
 	if s.dest == nil {
@@ -66,40 +70,60 @@ func (s *stmt) read(br pgx.BatchResults) (opErr, sqlErr error) {
 	return s.result(br.QueryRow().Scan(s.dest...))
 }
 
-// write runs s, through the group committer when there is one.
-func (p *provider) write(ctx context.Context, s *stmt) error {
-	if err := p.check(ctx); err != nil {
+// write runs s, a write, through the group committer when there is one.
+func (c *conn) write(ctx context.Context, s *stmt) error {
+	if err := c.beginWrite(); err != nil {
 		return err
 	}
-	if len(p.committers) == 0 {
-		return p.runOne(ctx, s)
+	defer c.endWrite()
+	if len(c.committers) == 0 {
+		return c.runOne(ctx, s)
 	}
 	// A write with no other in progress runs on the caller's goroutine: there is
 	// nothing to group it with, and the hand-off to the committer would only add
 	// latency. Writes that overlap one in progress queue up and are grouped.
-	defer p.inflight.Add(-1)
-	if p.inflight.Add(1) == 1 {
-		return p.runOne(ctx, s)
+	defer c.inflight.Add(-1)
+	if c.inflight.Add(1) == 1 {
+		start := time.Now()
+		opErr, sqlErr := c.run(ctx, s)
+		c.committed(1, start, sqlErr)
+		if sqlErr != nil {
+			return c.wrap(ctx, s.what, sqlErr)
+		}
+		return opErr
 	}
-	c := p.committers[int(p.next.Add(1))%len(p.committers)]
-	err := c.Do(ctx, s)
+	cm := c.committers[int(c.next.Add(1))%len(c.committers)]
+	err := cm.Do(ctx, s)
 	if errors.Is(err, groupcommit.ErrClosed) {
-		return p.errClosed()
+		return errClosed
 	}
 	return err
 }
 
-// runOne runs s alone, in its own implicit transaction.
-func (p *provider) runOne(ctx context.Context, s *stmt) error {
+// committed tells env.OnCommit about one commit of calls writes.
+func (c *conn) committed(calls int, start time.Time, err error) {
+	if c.env.OnCommit != nil {
+		c.env.OnCommit(driver.CommitInfo{Calls: calls, Duration: time.Since(start), Err: err})
+	}
+}
+
+// run runs s alone, in its own implicit transaction, and returns its own outcome
+// and the SQL or connection error, unwrapped.
+func (c *conn) run(ctx context.Context, s *stmt) (opErr, sqlErr error) {
 	var err error
 	if s.dest == nil {
-		_, err = p.pool.Exec(ctx, s.sql, s.args...)
+		_, err = c.pool.Exec(ctx, c.q(s.sql), s.args...)
 	} else {
-		err = p.pool.QueryRow(ctx, s.sql, s.args...).Scan(s.dest...)
+		err = c.pool.QueryRow(ctx, c.q(s.sql), s.args...).Scan(s.dest...)
 	}
-	opErr, sqlErr := s.result(err)
+	return s.result(err)
+}
+
+// runOne runs s alone and returns the caller's error.
+func (c *conn) runOne(ctx context.Context, s *stmt) error {
+	opErr, sqlErr := c.run(ctx, s)
 	if sqlErr != nil {
-		return p.wrap(ctx, s.what, sqlErr)
+		return c.wrap(ctx, s.what, sqlErr)
 	}
 	return opErr
 }
@@ -112,10 +136,13 @@ func (p *provider) runOne(ctx context.Context, s *stmt) error {
 // two extra statements per operation). An SQL error, which PostgreSQL reports after
 // rolling the whole group back, makes the group run again one statement at a time,
 // so each caller gets its own outcome; a connection error fails the whole group,
-// whose commit may or may not have happened.
-func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
+// whose commit may or may not have happened. Each commit is reported to
+// env.OnCommit.
+func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 	live := make([]*groupcommit.Request[*stmt], 0, len(group))
 	for _, r := range group {
+		// Requests whose caller gave up before the group started are not
+		// written (the committer's contract); the Store checked them on entry.
 		if err := r.Ctx.Err(); err != nil {
 			r.Err = err
 			continue
@@ -125,10 +152,16 @@ func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
 	if len(live) == 0 {
 		return
 	}
+	start := time.Now()
 	ctx, cancel := groupContext(live)
 	defer cancel()
 	if len(live) == 1 {
-		live[0].Err = p.runOne(ctx, live[0].Value)
+		opErr, sqlErr := c.run(ctx, live[0].Value)
+		c.committed(1, start, sqlErr)
+		live[0].Err = opErr
+		if sqlErr != nil {
+			live[0].Err = c.wrap(live[0].Ctx, live[0].Value.what, sqlErr)
+		}
 		return
 	}
 	// Concurrent callers' operations are unordered with respect to each other, so
@@ -146,14 +179,14 @@ func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
 	}
 	var b pgx.Batch
 	if apps != nil {
-		queueAppends(&b, apps)
+		b.Queue(c.q(mergedAppend), appendArrays(apps)...)
 	}
 	for _, r := range others {
-		r.Value.queue(&b)
+		b.Queue(c.q(r.Value.sql), r.Value.args...)
 	}
 	results := make([]error, len(others))
 	var appResults []error
-	br := p.pool.SendBatch(ctx, &b)
+	br := c.pool.SendBatch(ctx, &b)
 	failed := func() error {
 		if apps != nil {
 			var err error
@@ -173,6 +206,7 @@ func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
 	if err := br.Close(); err != nil && failed == nil {
 		failed = err
 	}
+	c.committed(len(live), start, failed)
 	if failed == nil {
 		for i, r := range others {
 			r.Err = results[i]
@@ -185,12 +219,18 @@ func (p *provider) commitGroup(group []*groupcommit.Request[*stmt]) {
 	var pe *pgconn.PgError
 	if errors.As(failed, &pe) {
 		for _, r := range live {
-			r.Err = p.runOne(r.Ctx, r.Value)
+			start := time.Now()
+			opErr, sqlErr := c.run(r.Ctx, r.Value)
+			c.committed(1, start, sqlErr)
+			r.Err = opErr
+			if sqlErr != nil {
+				r.Err = c.wrap(r.Ctx, r.Value.what, sqlErr)
+			}
 		}
 		return
 	}
 	for _, r := range live {
-		r.Err = p.wrap(r.Ctx, r.Value.what, failed)
+		r.Err = c.wrap(r.Ctx, r.Value.what, failed)
 	}
 }
 
@@ -221,7 +261,8 @@ const mergedAppend = `WITH t AS (
 	i AS (INSERT INTO mqtt_packets (h, class, seq, blob) SELECT h, c, seq, b FROM v)
 	SELECT o, seq FROM v`
 
-func queueAppends(b *pgx.Batch, apps []*groupcommit.Request[*stmt]) {
+// appendArrays returns mergedAppend's arguments for apps.
+func appendArrays(apps []*groupcommit.Request[*stmt]) []any {
 	hs := make([][]byte, len(apps))
 	cs := make([]int16, len(apps))
 	bs := make([][]byte, len(apps))
@@ -229,7 +270,7 @@ func queueAppends(b *pgx.Batch, apps []*groupcommit.Request[*stmt]) {
 		a := r.Value.app
 		hs[i], cs[i], bs[i] = a.h, a.class, a.blob
 	}
-	b.Queue(mergedAppend, hs, cs, bs)
+	return []any{hs, cs, bs}
 }
 
 // readAppends reads mergedAppend's rows: each request gets its sequence number, or

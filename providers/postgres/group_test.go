@@ -9,7 +9,7 @@ import (
 
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // Concurrent writers whose operations share group commits each get their own

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 //go:embed migrations/*.sql
@@ -68,20 +68,20 @@ func advisoryKey(schema string) int64 {
 // opening the same schema at once apply each migration exactly once. The version
 // table records every applied migration; a database that has versions this driver
 // does not know is refused.
-func (p *provider) migrate(ctx context.Context) error {
+func (c *conn) migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
-	tx, err := p.pool.Begin(ctx)
+	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return wrapErr(ctx, "migrate: begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey(p.schema)); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, advisoryKey(c.schema)); err != nil {
 		return wrapErr(ctx, "migrate: advisory lock", err)
 	}
-	ident := pgx.Identifier{p.schema}.Sanitize()
+	ident := pgx.Identifier{c.schema}.Sanitize()
 	// The pool's search_path named the schema before it existed; SET LOCAL makes the
 	// new schema current for the unqualified names of the migrations.
 	stmts := []string{
@@ -94,7 +94,7 @@ func (p *provider) migrate(ctx context.Context) error {
 	}
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
-			return wrapErr(ctx, "migrate: prepare schema "+strconv.Quote(p.schema), err)
+			return wrapErr(ctx, "migrate: prepare schema "+strconv.Quote(c.schema), err)
 		}
 	}
 	rows, err := tx.Query(ctx, `SELECT version FROM mqtt_schema_migrations ORDER BY version`)
@@ -107,7 +107,7 @@ func (p *provider) migrate(ctx context.Context) error {
 	}
 	if n := len(applied); n > 0 && int(applied[n-1]) > len(ms) {
 		return fmt.Errorf("%w: postgres schema %q is at migration %d, this driver (SDK v%s) knows up to %d; upgrade the SDK",
-			persistence.ErrSchemaVersion, p.schema, applied[n-1], persistence.SDKVersion, len(ms))
+			driver.ErrSchemaVersion, c.schema, applied[n-1], driver.SDKVersion, len(ms))
 	}
 	for _, m := range ms {
 		if slices.Contains(applied, int32(m.version)) {
@@ -120,25 +120,25 @@ func (p *provider) migrate(ctx context.Context) error {
 			return wrapErr(ctx, "migrate: record "+m.name, err)
 		}
 	}
-	info := persistence.SystemInfo{
-		SchemaVersion: persistence.SchemaVersion,
-		CreatedAt:     p.cfg.Clock.Now(),
-		SDKVersion:    persistence.SDKVersion,
+	info := driver.SystemInfo{
+		SchemaVersion: driver.SchemaVersion,
+		CreatedAt:     c.env.Clock.Now(),
+		SDKVersion:    driver.SDKVersion,
 		Driver:        Name,
 	}
 	var blob []byte
 	err = tx.QueryRow(ctx, `INSERT INTO mqtt_system (id, info) VALUES (1, $1)
 		ON CONFLICT (id) DO UPDATE SET info = mqtt_system.info RETURNING info`,
-		persistence.EncodeSystemInfo(nil, info)).Scan(&blob)
+		driver.EncodeSystemInfo(nil, info)).Scan(&blob)
 	if err != nil {
 		return wrapErr(ctx, "migrate: system info", err)
 	}
-	stored, err := persistence.DecodeSystemInfo(blob)
+	stored, err := driver.DecodeSystemInfo(blob)
 	if err != nil {
 		return fmt.Errorf("postgres: system info: %w", err)
 	}
-	if err := persistence.CheckSchema(stored.SchemaVersion); err != nil {
-		return fmt.Errorf("postgres: schema %q: %w", p.schema, err)
+	if err := driver.CheckSchema(stored.SchemaVersion); err != nil {
+		return fmt.Errorf("postgres: schema %q: %w", c.schema, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrapErr(ctx, "migrate: commit", err)

@@ -11,8 +11,9 @@ import (
 
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
@@ -110,7 +111,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	const n = 8
 	var wg sync.WaitGroup
-	ps := make([]persistence.Provider, n)
+	ps := make([]*persistence.Store, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
@@ -163,7 +164,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 			sql, args := tc.sql, []any{}
 			if sql == "" {
 				info := persistence.SystemInfo{SchemaVersion: persistence.SchemaVersion + 1, CreatedAt: time.Now(), SDKVersion: "9.9.9"}
-				sql, args = `UPDATE mqtt_system SET info = $1`, []any{persistence.EncodeSystemInfo(nil, info)}
+				sql, args = `UPDATE mqtt_system SET info = $1`, []any{driver.EncodeSystemInfo(nil, info)}
 			}
 			if _, err := postgres.Pool(p).Exec(ctx, sql, args...); err != nil {
 				t.Fatal(err)
@@ -188,7 +189,7 @@ func TestSystemInfo(t *testing.T) {
 	p := openDSN(t, dsn, persistence.WithClock(conformance.NewClock(created)))
 	_ = p.Close()
 	p = openDSN(t, dsn, persistence.WithClock(conformance.NewClock(created.Add(time.Hour))))
-	info, err := p.System().GetInfo(testCtx(t, 10*time.Second))
+	info, err := p.Info(testCtx(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/persistence"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/persistence/driver"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // The raw pgx baseline: the same rows as conformance.RunBench's Append and
@@ -100,7 +101,7 @@ func rawBlob(n int, salt byte) []byte {
 	for i := range d {
 		d[i] = byte(i*31) ^ salt
 	}
-	return persistence.EncodePacket(nil, &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: d})
+	return driver.EncodePacket(nil, &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: d})
 }
 
 const rawInsert = `INSERT INTO mqtt_packets (h, class, seq, blob) VALUES ($1, 2, nextval('mqtt_packet_seq'), $2) RETURNING seq`

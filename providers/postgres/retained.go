@@ -9,60 +9,39 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-type retained provider
-
-func (r *retained) p() *provider { return (*provider)(r) }
-
-func validateRetained(topic string, pk *persistence.PersistedPacket) error {
-	if topic == "" {
-		return fmt.Errorf("postgres: %w: empty topic for a retained message", persistence.ErrInvalidArgument)
-	}
-	if err := persistence.ValidatePacket(pk); err != nil {
-		return fmt.Errorf("postgres: retained message on %s: %w", show(topic), err)
-	}
-	return nil
-}
-
-// Put upserts the topic's row.
-func (r *retained) Put(ctx context.Context, topic string, pk *persistence.PersistedPacket) error {
-	if err := validateRetained(topic, pk); err != nil {
-		return err
-	}
-	return r.p().write(ctx, &stmt{
+// RetainedPut upserts the topic's row.
+func (c *conn) RetainedPut(ctx context.Context, topic string, pk *driver.PersistedPacket) error {
+	return c.write(ctx, &stmt{
 		what: "put retained",
 		sql: `INSERT INTO mqtt_retained (th, topic, blob) VALUES ($1, $2, $3)
 			ON CONFLICT (th) DO UPDATE SET topic = EXCLUDED.topic, blob = EXCLUDED.blob`,
-		args: []any{hashOf(topic), []byte(topic), persistence.EncodePacket(nil, pk)},
+		args: []any{hashOf(topic), []byte(topic), driver.EncodePacket(nil, pk)},
 	})
 }
 
-// Get reads the topic's row.
-func (r *retained) Get(ctx context.Context, topic string) (*persistence.PersistedPacket, error) {
-	p := r.p()
-	if err := p.check(ctx); err != nil {
-		return nil, err
-	}
+// RetainedGet reads the topic's row.
+func (c *conn) RetainedGet(ctx context.Context, topic string) (*driver.PersistedPacket, error) {
 	var blob []byte
-	err := p.pool.QueryRow(ctx, `SELECT blob FROM mqtt_retained WHERE th = $1`, hashOf(topic)).Scan(&blob)
+	err := c.pool.QueryRow(ctx, c.q(`SELECT blob FROM mqtt_retained WHERE th = $1`), hashOf(topic)).Scan(&blob)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("postgres: retained message on %s: %w", show(topic), persistence.ErrNotFound)
+		return nil, fmt.Errorf("postgres: retained message on %s: %w", show(topic), driver.ErrNotFound)
 	}
 	if err != nil {
-		return nil, p.wrap(ctx, "get retained", err)
+		return nil, c.wrap(ctx, "get retained", err)
 	}
-	pk, err := persistence.DecodePacket(blob)
+	pk, err := driver.DecodePacket(blob)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: retained message on %s: %w", show(topic), err)
 	}
 	return pk, nil
 }
 
-// Delete deletes the topic's row.
-func (r *retained) Delete(ctx context.Context, topic string) error {
-	return r.p().write(ctx, &stmt{
+// RetainedDelete deletes the topic's row.
+func (c *conn) RetainedDelete(ctx context.Context, topic string) error {
+	return c.write(ctx, &stmt{
 		what: "delete retained",
 		sql:  `DELETE FROM mqtt_retained WHERE th = $1`,
 		args: []any{hashOf(topic)},
@@ -74,7 +53,7 @@ const prefixLen = 128
 
 // filterCondition returns an SQL condition that selects a superset of the rows whose
 // topic filter matches, using the parameters from next on, and its arguments; the
-// rows are then checked with persistence.MatchTopic. A filter without wildcards is
+// rows are then checked with driver.MatchTopic. A filter without wildcards is
 // a primary-key lookup; one with wildcards is a range scan of the prefix index over
 // its literal leading levels plus a LIKE pattern with '%' for each wildcard.
 func filterCondition(filter string, next int) (string, []any) {
@@ -105,7 +84,7 @@ func filterCondition(filter string, next int) (string, []any) {
 	}
 	cond := "topic LIKE " + param()
 	args := []any{like}
-	prefix := persistence.FilterPrefix(filter)
+	prefix := driver.FilterPrefix(filter)
 	if strings.HasSuffix(filter[len(prefix):], "#") {
 		prefix = strings.TrimSuffix(prefix, "/")
 	}
@@ -144,17 +123,13 @@ func successor(b []byte) []byte {
 	return nil
 }
 
-// LoadMatching reads, a page at a time in topic-hash order, the rows selected by
-// the OR of the filters' conditions, and calls fn with no connection held for those
-// whose topic matches a filter. One scan serves every filter, so a topic matching
-// several is delivered once.
-func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
-	p := r.p()
-	if err := p.check(ctx); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("postgres: %w: nil RetainedLoader", persistence.ErrInvalidArgument)
+// RetainedLoad reads, a page at a time in topic-hash order, the rows selected by
+// the OR of the filters' conditions (every row when filters is nil), and calls fn
+// with no connection held for those whose topic matches a filter. One scan serves
+// every filter, so a topic matching several is delivered once.
+func (c *conn) RetainedLoad(ctx context.Context, filters []string, fn driver.RetainedLoader) error {
+	if filters == nil {
+		return c.scan(ctx, "true", []any{nil}, func(string) bool { return true }, fn)
 	}
 	var (
 		conds []string
@@ -163,85 +138,64 @@ func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persis
 	)
 	seen := map[string]bool{}
 	for _, f := range filters {
-		if f == "" || seen[f] {
+		if seen[f] {
 			continue
 		}
 		seen[f] = true
 		kept = append(kept, f)
-		c, a := filterCondition(f, len(args)+1)
-		conds = append(conds, c)
+		cond, a := filterCondition(f, len(args)+1)
+		conds = append(conds, cond)
 		args = append(args, a...)
-	}
-	if len(conds) == 0 {
-		return nil
 	}
 	match := func(topic string) bool {
 		for _, f := range kept {
-			if persistence.MatchTopic(f, topic) {
+			if driver.MatchTopic(f, topic) {
 				return true
 			}
 		}
 		return false
 	}
 	where := "(" + strings.Join(conds, " OR ") + ")"
-	return r.scan(ctx, where, args, match, fn)
-}
-
-// Load reads every row, a page at a time.
-func (r *retained) Load(ctx context.Context, fn persistence.RetainedLoader) error {
-	p := r.p()
-	if err := p.check(ctx); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("postgres: %w: nil RetainedLoader", persistence.ErrInvalidArgument)
-	}
-	return r.scan(ctx, "true", []any{nil}, func(string) bool { return true }, fn)
+	return c.scan(ctx, where, args, match, fn)
 }
 
 // scan pages through the rows satisfying where (args[0] is reserved for the page
 // key) in th order and calls fn for those whose topic passes match.
-func (r *retained) scan(ctx context.Context, where string, args []any, match func(string) bool, fn persistence.RetainedLoader) error {
-	p := r.p()
+func (c *conn) scan(ctx context.Context, where string, args []any, match func(string) bool, fn driver.RetainedLoader) error {
 	type row struct{ th, topic, blob []byte }
-	sql := `SELECT th, topic, blob FROM mqtt_retained WHERE th > $1 AND ` + where +
-		` ORDER BY th LIMIT ` + strconv.Itoa(pageSize)
+	// Not cached by c.q: where varies with the filters.
+	sql := c.qual.Replace(`SELECT th, topic, blob FROM mqtt_retained WHERE th > $1 AND ` + where +
+		` ORDER BY th LIMIT ` + strconv.Itoa(pageSize))
 	args[0] = []byte{}
 	page := make([]row, 0, pageSize)
 	for {
-		if err := p.check(ctx); err != nil {
-			return err
-		}
 		page = page[:0]
-		rows, err := p.pool.Query(ctx, sql, args...)
+		rows, err := c.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return p.wrap(ctx, "load retained", err)
+			return c.wrap(ctx, "load retained", err)
 		}
 		for rows.Next() {
 			var rw row
 			if err := rows.Scan(&rw.th, &rw.topic, &rw.blob); err != nil {
 				rows.Close()
-				return p.wrap(ctx, "load retained", err)
+				return c.wrap(ctx, "load retained", err)
 			}
 			page = append(page, rw)
 		}
 		if err := rows.Err(); err != nil {
-			return p.wrap(ctx, "load retained", err)
+			return c.wrap(ctx, "load retained", err)
 		}
 		for i := range page {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			topic := string(page[i].topic)
 			if !match(topic) {
 				continue
 			}
-			pk, err := persistence.DecodePacket(page[i].blob)
+			pk, err := driver.DecodePacket(page[i].blob)
 			if err != nil {
 				return fmt.Errorf("postgres: retained message on %s: %w", show(topic), err)
 			}
-			if err := fn(&persistence.RetainedMessage{Topic: topic, Packet: pk}); err != nil {
-				return iterResult(err)
+			if err := fn(&driver.RetainedMessage{Topic: topic, Packet: pk}); err != nil {
+				return err
 			}
 		}
 		if len(page) < pageSize {
@@ -251,50 +205,40 @@ func (r *retained) scan(ctx context.Context, where string, args []any, match fun
 	}
 }
 
-// Store replaces every row in one transaction: a DELETE, then COPY of the new rows.
-func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessage) error {
-	p := r.p()
-	if err := p.check(ctx); err != nil {
+// RetainedReplace replaces every row in one transaction: a DELETE, then COPY of
+// the new rows.
+func (c *conn) RetainedReplace(ctx context.Context, msgs []*driver.RetainedMessage) error {
+	if err := c.beginWrite(); err != nil {
 		return err
 	}
+	defer c.endWrite()
 	last := make(map[string]int, len(msgs))
 	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("postgres: %w: nil retained message at index %d", persistence.ErrInvalidArgument, i)
-		}
-		if err := validateRetained(m.Topic, m.Packet); err != nil {
-			return err
-		}
 		last[m.Topic] = i
 	}
 	rows := make([][]any, 0, len(last))
 	for i, m := range msgs {
 		if last[m.Topic] == i {
-			rows = append(rows, []any{hashOf(m.Topic), []byte(m.Topic), persistence.EncodePacket(nil, m.Packet)})
+			rows = append(rows, []any{hashOf(m.Topic), []byte(m.Topic), driver.EncodePacket(nil, m.Packet)})
 		}
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM mqtt_retained`); err != nil {
+	if len(rows) == 0 {
+		_, err := c.pool.Exec(ctx, c.q(`DELETE FROM mqtt_retained`))
+		return c.wrap(ctx, "wipe retained", err)
+	}
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, c.q(`DELETE FROM mqtt_retained`)); err != nil {
 			return err
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"mqtt_retained"}, []string{"th", "topic", "blob"}, pgx.CopyFromRows(rows))
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{c.schema, "mqtt_retained"}, []string{"th", "topic", "blob"}, pgx.CopyFromRows(rows))
 		return err
 	})
-	return p.wrap(ctx, "store retained", err)
+	return c.wrap(ctx, "store retained", err)
 }
 
-// Count counts the rows.
-func (r *retained) Count(ctx context.Context) (uint64, error) {
-	p := r.p()
-	if err := p.check(ctx); err != nil {
-		return 0, err
-	}
+// RetainedCount counts the rows.
+func (c *conn) RetainedCount(ctx context.Context) (uint64, error) {
 	var n int64
-	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM mqtt_retained`).Scan(&n)
-	return uint64(n), p.wrap(ctx, "count retained", err)
-}
-
-// Wipe deletes every row.
-func (r *retained) Wipe(ctx context.Context) error {
-	return r.p().write(ctx, &stmt{what: "wipe retained", sql: `DELETE FROM mqtt_retained`})
+	err := c.pool.QueryRow(ctx, c.q(`SELECT count(*) FROM mqtt_retained`)).Scan(&n)
+	return uint64(n), c.wrap(ctx, "count retained", err)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // pageSize is how many rows an iteration reads per query: large enough that the
@@ -30,10 +30,6 @@ var pastEveryHash = bytes.Repeat([]byte{0xFF}, sha256.Size+1)
 // two or four split them into smaller groups and did worse on this machine.
 const committers = 1
 
-type sessions provider
-
-func (ss *sessions) p() *provider { return (*provider)(ss) }
-
 // show quotes an id, filter or topic for an error message, shortened: they may be
 // 64 KiB long.
 func show(s string) string {
@@ -44,15 +40,11 @@ func show(s string) string {
 }
 
 func notFoundSession(id string) error {
-	return fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrNotFound)
+	return fmt.Errorf("postgres: session %s: %w", show(id), driver.ErrNotFound)
 }
 
-func notFoundPacket(id string, c persistence.PacketClass, seq uint64) error {
-	return fmt.Errorf("postgres: session %s: %s packet %d: %w", show(id), c, seq, persistence.ErrNotFound)
-}
-
-func invalidClass(c persistence.PacketClass) error {
-	return fmt.Errorf("postgres: %w: packet class %d", persistence.ErrInvalidArgument, uint8(c))
+func notFoundPacket(id string, c driver.PacketClass, seq uint64) error {
+	return fmt.Errorf("postgres: session %s: %s packet %d: %w", show(id), c, seq, driver.ErrNotFound)
 }
 
 // seqArg converts a sequence number for a bigint column. Stored sequence numbers
@@ -67,14 +59,14 @@ func seqArg(seq uint64) int64 {
 
 // ---- statements, shared by the single calls and Apply ----
 
-func createStmt(id string, base persistence.SessionBase) *stmt {
+func createStmt(id string, base driver.SessionBase) *stmt {
 	var one int32
 	return &stmt{
 		what:  "create session",
 		sql:   `INSERT INTO mqtt_sessions (h, id, base) VALUES ($1, $2, $3) ON CONFLICT (h) DO NOTHING RETURNING 1`,
-		args:  []any{hashOf(id), []byte(id), persistence.EncodeSessionBase(nil, base)},
+		args:  []any{hashOf(id), []byte(id), driver.EncodeSessionBase(nil, base)},
 		dest:  []any{&one},
-		noRow: func() error { return fmt.Errorf("postgres: session %s: %w", show(id), persistence.ErrAlreadyExists) },
+		noRow: func() error { return fmt.Errorf("postgres: session %s: %w", show(id), driver.ErrAlreadyExists) },
 	}
 }
 
@@ -82,12 +74,12 @@ func deleteStmt(id string) *stmt {
 	return &stmt{what: "delete session", sql: `DELETE FROM mqtt_sessions WHERE h = $1`, args: []any{hashOf(id)}}
 }
 
-func appendStmt(id string, class persistence.PacketClass, p *persistence.PersistedPacket, seq *int64) *stmt {
+func appendStmt(id string, class driver.PacketClass, p *driver.PersistedPacket, seq *int64) *stmt {
 	s := &stmt{
 		what: "append packet",
 		sql: `INSERT INTO mqtt_packets (h, class, seq, blob)
 			SELECT h, $2, nextval('mqtt_packet_seq'), $3 FROM mqtt_sessions WHERE h = $1 RETURNING seq`,
-		args:  []any{hashOf(id), int16(class), persistence.EncodePacket(nil, p)},
+		args:  []any{hashOf(id), int16(class), driver.EncodePacket(nil, p)},
 		dest:  []any{seq},
 		noRow: func() error { return notFoundSession(id) },
 	}
@@ -95,12 +87,43 @@ func appendStmt(id string, class persistence.PacketClass, p *persistence.Persist
 	return s
 }
 
-func updateStmt(id string, class persistence.PacketClass, p *persistence.PersistedPacket) *stmt {
+// appendsStmt appends the packets of ops, all to session id, in one statement,
+// numbering them in order, and stores their sequence numbers in seqs.
+func appendsStmt(id string, ops []driver.Op, seqs []int64) *stmt {
+	classes := make([]int16, len(ops))
+	blobs := make([][]byte, len(ops))
+	for i := range ops {
+		classes[i] = int16(ops[i].Class)
+		blobs[i] = driver.EncodePacket(nil, ops[i].Packet)
+	}
+	s := &stmt{
+		what: "append packets",
+		sql: `WITH s AS (SELECT h FROM mqtt_sessions WHERE h = $1),
+			t AS (SELECT t.o, t.c, t.b FROM s, unnest($2::smallint[], $3::bytea[]) WITH ORDINALITY AS t(c, b, o) ORDER BY t.o),
+			v AS (SELECT o, c, b, nextval('mqtt_packet_seq') AS seq FROM t),
+			i AS (INSERT INTO mqtt_packets (h, class, seq, blob) SELECT $1, c, seq, b FROM v)
+			SELECT (SELECT array_agg(seq ORDER BY o) FROM v) FROM s`,
+		args:  []any{hashOf(id), classes, blobs},
+		noRow: func() error { return notFoundSession(id) },
+	}
+	var got []int64
+	s.dest = []any{&got}
+	s.post = func() error {
+		if len(got) != len(seqs) {
+			return fmt.Errorf("postgres: append packets: %d sequence numbers for %d packets", len(got), len(seqs))
+		}
+		copy(seqs, got)
+		return nil
+	}
+	return s
+}
+
+func updateStmt(id string, class driver.PacketClass, p *driver.PersistedPacket) *stmt {
 	var one int32
 	return &stmt{
 		what:  "update packet",
 		sql:   `UPDATE mqtt_packets SET blob = $4 WHERE h = $1 AND class = $2 AND seq = $3 RETURNING 1`,
-		args:  []any{hashOf(id), int16(class), seqArg(p.Seq), persistence.EncodePacket(nil, p)},
+		args:  []any{hashOf(id), int16(class), seqArg(p.Seq), driver.EncodePacket(nil, p)},
 		dest:  []any{&one},
 		noRow: func() error { return notFoundPacket(id, class, p.Seq) },
 	}
@@ -120,7 +143,7 @@ func sessionScoped(what, id, del string, args ...any) *stmt {
 	}
 }
 
-func packetDeleteStmt(id string, class persistence.PacketClass, seq uint64) *stmt {
+func packetDeleteStmt(id string, class driver.PacketClass, seq uint64) *stmt {
 	return sessionScoped("delete packet", id,
 		`DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = $3`, int16(class), seqArg(seq))
 }
@@ -130,7 +153,7 @@ func packetsDeleteStmt(id string, classes []int16) *stmt {
 		`DELETE FROM mqtt_packets WHERE h = $1 AND class = ANY($2)`, classes)
 }
 
-func subscriptionsStoreStmt(id string, subs []persistence.Subscription) *stmt {
+func subscriptionsStoreStmt(id string, subs []driver.Subscription) *stmt {
 	// ON CONFLICT may not touch a row twice in one statement: the last subscription
 	// for a filter wins here, as the interface asks.
 	last := make(map[string]int, len(subs))
@@ -142,7 +165,7 @@ func subscriptionsStoreStmt(id string, subs []persistence.Subscription) *stmt {
 	for i, s := range subs {
 		if last[s.Filter] == i {
 			fhs = append(fhs, hashOf(s.Filter))
-			blobs = append(blobs, persistence.EncodeSubscription(nil, s))
+			blobs = append(blobs, driver.EncodeSubscription(nil, s))
 		}
 	}
 	var one int32
@@ -184,21 +207,21 @@ func sessionUpdate(what, id, set string, args ...any) *stmt {
 	}
 }
 
-func stateStoreStmt(id string, st *persistence.SessionState) *stmt {
-	return sessionUpdate("store state", id, `state = $2`, persistence.EncodeState(nil, st))
+func stateStoreStmt(id string, st *driver.SessionState) *stmt {
+	return sessionUpdate("store state", id, `state = $2`, driver.EncodeState(nil, st))
 }
 
 func stateDeleteStmt(id string) *stmt {
 	return sessionUpdate("delete state", id, `state = NULL`)
 }
 
-func expiryStoreStmt(id string, e persistence.SessionExpiry) *stmt {
+func expiryStoreStmt(id string, e driver.SessionExpiry) *stmt {
 	if e.IsZero() {
 		return expiryDeleteStmt(id)
 	}
 	next := e.Next()
 	return sessionUpdate("store expiry", id, `expiry = $2, due_sec = $3, due_nsec = $4`,
-		persistence.EncodeExpiry(nil, e), next.Unix(), int32(next.Nanosecond()))
+		driver.EncodeExpiry(nil, e), next.Unix(), int32(next.Nanosecond()))
 }
 
 func expiryDeleteStmt(id string) *stmt {
@@ -207,51 +230,25 @@ func expiryDeleteStmt(id string) *stmt {
 
 // ---- Sessions ----
 
-// Create inserts the session row; an existing one gives ErrAlreadyExists.
-func (ss *sessions) Create(ctx context.Context, id string, base persistence.SessionBase) error {
-	return ss.p().write(ctx, createStmt(id, base))
-}
-
 // Exists reports whether the session row exists.
-func (ss *sessions) Exists(ctx context.Context, id string) (bool, error) {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return false, err
-	}
+func (c *conn) Exists(ctx context.Context, id string) (bool, error) {
 	var ok bool
-	err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mqtt_sessions WHERE h = $1)`, hashOf(id)).Scan(&ok)
-	return ok, p.wrap(ctx, "session exists", err)
+	err := c.pool.QueryRow(ctx, c.q(`SELECT EXISTS (SELECT 1 FROM mqtt_sessions WHERE h = $1)`), hashOf(id)).Scan(&ok)
+	return ok, c.wrap(ctx, "session exists", err)
 }
 
 // Count counts the session rows (an index-only scan of the primary key).
-func (ss *sessions) Count(ctx context.Context) (uint64, error) {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return 0, err
-	}
+func (c *conn) Count(ctx context.Context) (uint64, error) {
 	var n int64
-	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM mqtt_sessions`).Scan(&n)
-	return uint64(n), p.wrap(ctx, "count sessions", err)
-}
-
-// Delete removes the session row; the foreign keys cascade to its packets and
-// subscriptions.
-func (ss *sessions) Delete(ctx context.Context, id string) error {
-	return ss.p().write(ctx, deleteStmt(id))
+	err := c.pool.QueryRow(ctx, c.q(`SELECT count(*) FROM mqtt_sessions`)).Scan(&n)
+	return uint64(n), c.wrap(ctx, "count sessions", err)
 }
 
 // LoadForEach reads the sessions a page at a time in primary-key order, and the
 // page's subscriptions with them: one batch of two queries per page, the second a
 // single range scan of the subscriptions' primary key over the page's hashes. fn
 // runs with no connection held.
-func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoader) error {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("postgres: %w: nil SessionLoader", persistence.ErrInvalidArgument)
-	}
+func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 	type row struct {
 		h, id, base, state, expiry []byte
 		subs                       [][]byte
@@ -259,19 +256,16 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 	last := []byte{}
 	page := make([]row, 0, sessionPage)
 	for {
-		if err := p.check(ctx); err != nil {
-			return err
-		}
 		page = page[:0]
 		var b pgx.Batch
-		b.Queue(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h > $1 ORDER BY h LIMIT $2`, last, sessionPage)
+		b.Queue(c.q(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h > $1 ORDER BY h LIMIT $2`), last, sessionPage)
 		// The upper bound is the page's last hash, or past every 32-byte hash when
 		// the page is the last one.
-		b.Queue(`SELECT h, blob FROM mqtt_subscriptions WHERE h > $1 AND h <= COALESCE(
+		b.Queue(c.q(`SELECT h, blob FROM mqtt_subscriptions WHERE h > $1 AND h <= COALESCE(
 				(SELECT h FROM mqtt_sessions WHERE h > $1 ORDER BY h OFFSET $2 - 1 LIMIT 1), $3)
-			ORDER BY h`, last, sessionPage, pastEveryHash)
+			ORDER BY h`), last, sessionPage, pastEveryHash)
 		err := func() error {
-			br := p.pool.SendBatch(ctx, &b)
+			br := c.pool.SendBatch(ctx, &b)
 			defer br.Close()
 			rows, err := br.Query()
 			if err != nil {
@@ -314,19 +308,16 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 			return br.Close()
 		}()
 		if err != nil {
-			return p.wrap(ctx, "load sessions", err)
+			return c.wrap(ctx, "load sessions", err)
 		}
 		for i := range page {
 			r := &page[i]
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			ls, err := decodeSession(r.id, r.base, r.state, r.expiry, r.subs)
 			if err != nil {
 				return err
 			}
 			if err := fn(ls); err != nil {
-				return iterResult(err)
+				return err
 			}
 		}
 		if len(page) < sessionPage {
@@ -336,19 +327,19 @@ func (ss *sessions) LoadForEach(ctx context.Context, fn persistence.SessionLoade
 	}
 }
 
-func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*persistence.LoadedSession, error) {
-	ls := &persistence.LoadedSession{ID: string(id)}
+func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*driver.LoadedSession, error) {
+	ls := &driver.LoadedSession{ID: string(id)}
 	var err error
-	if ls.Base, err = persistence.DecodeSessionBase(base); err != nil {
+	if ls.Base, err = driver.DecodeSessionBase(base); err != nil {
 		return nil, fmt.Errorf("postgres: session %s: %w", show(ls.ID), err)
 	}
 	if state != nil {
-		if ls.State, err = persistence.DecodeState(state); err != nil {
+		if ls.State, err = driver.DecodeState(state); err != nil {
 			return nil, fmt.Errorf("postgres: state of session %s: %w", show(ls.ID), err)
 		}
 	}
 	if expiry != nil {
-		e, err := persistence.DecodeExpiry(expiry)
+		e, err := driver.DecodeExpiry(expiry)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: expiry of session %s: %w", show(ls.ID), err)
 		}
@@ -360,10 +351,10 @@ func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*persistence.
 	return ls, nil
 }
 
-func decodeSubscriptions(id string, blobs [][]byte) ([]persistence.Subscription, error) {
-	subs := make([]persistence.Subscription, 0, len(blobs))
+func decodeSubscriptions(id string, blobs [][]byte) ([]driver.Subscription, error) {
+	subs := make([]driver.Subscription, 0, len(blobs))
 	for _, b := range blobs {
-		s, err := persistence.DecodeSubscription(b)
+		s, err := driver.DecodeSubscription(b)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: subscription of session %s: %w", show(id), err)
 		}
@@ -372,84 +363,34 @@ func decodeSubscriptions(id string, blobs [][]byte) ([]persistence.Subscription,
 	return subs, nil
 }
 
-// iterResult maps a callback's error to the iteration's result.
-func iterResult(err error) error {
-	if errors.Is(err, persistence.ErrStopIteration) {
-		return nil
-	}
-	return err
-}
-
 // ---- Subscriptions ----
 
-// SubscriptionsStore upserts subs in one statement.
-func (ss *sessions) SubscriptionsStore(ctx context.Context, id string, subs ...persistence.Subscription) error {
-	for _, s := range subs {
-		if err := persistence.ValidateSubscription(s); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-	}
-	return ss.p().write(ctx, subscriptionsStoreStmt(id, subs))
-}
-
-// SubscriptionsDelete deletes the subscriptions with the given filters.
-func (ss *sessions) SubscriptionsDelete(ctx context.Context, id string, filters ...string) error {
-	for _, f := range filters {
-		if f == "" {
-			return fmt.Errorf("postgres: %w: empty topic filter", persistence.ErrInvalidArgument)
-		}
-	}
-	return ss.p().write(ctx, subscriptionsDeleteStmt(id, filters))
-}
-
-// SubscriptionsDeleteAll deletes every subscription of the session.
-func (ss *sessions) SubscriptionsDeleteAll(ctx context.Context, id string) error {
-	return ss.p().write(ctx, subscriptionsDeleteAllStmt(id))
-}
-
 // SubscriptionsLoad reads the session's subscriptions; no row means no session.
-func (ss *sessions) SubscriptionsLoad(ctx context.Context, id string) ([]persistence.Subscription, error) {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return nil, err
-	}
+func (c *conn) SubscriptionsLoad(ctx context.Context, id string) ([]driver.Subscription, error) {
 	var blobs [][]byte
-	err := p.pool.QueryRow(ctx, `SELECT ARRAY(SELECT blob FROM mqtt_subscriptions WHERE h = $1)
-		FROM mqtt_sessions WHERE h = $1`, hashOf(id)).Scan(&blobs)
+	err := c.pool.QueryRow(ctx, c.q(`SELECT ARRAY(SELECT blob FROM mqtt_subscriptions WHERE h = $1)
+		FROM mqtt_sessions WHERE h = $1`), hashOf(id)).Scan(&blobs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFoundSession(id)
 	}
 	if err != nil {
-		return nil, p.wrap(ctx, "load subscriptions", err)
+		return nil, c.wrap(ctx, "load subscriptions", err)
 	}
 	return decodeSubscriptions(id, blobs)
 }
 
 // ---- State ----
 
-// StateStore sets the session's state column.
-func (ss *sessions) StateStore(ctx context.Context, id string, st *persistence.SessionState) error {
-	if st == nil {
-		return fmt.Errorf("postgres: %w: nil session state", persistence.ErrInvalidArgument)
-	}
-	if st.Will != nil {
-		if err := persistence.ValidatePacket(st.Will); err != nil {
-			return fmt.Errorf("postgres: will: %w", err)
-		}
-	}
-	return ss.p().write(ctx, stateStoreStmt(id, st))
-}
-
 // StateGet reads the session's state column.
-func (ss *sessions) StateGet(ctx context.Context, id string) (*persistence.SessionState, error) {
-	blob, err := ss.column(ctx, id, "state")
+func (c *conn) StateGet(ctx context.Context, id string) (*driver.SessionState, error) {
+	blob, err := c.column(ctx, id, "state")
 	if err != nil {
 		return nil, err
 	}
 	if blob == nil {
-		return nil, fmt.Errorf("postgres: state of session %s: %w", show(id), persistence.ErrNotFound)
+		return nil, fmt.Errorf("postgres: state of session %s: %w", show(id), driver.ErrNotFound)
 	}
-	st, err := persistence.DecodeState(blob)
+	st, err := driver.DecodeState(blob)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: state of session %s: %w", show(id), err)
 	}
@@ -458,65 +399,39 @@ func (ss *sessions) StateGet(ctx context.Context, id string) (*persistence.Sessi
 
 // column reads one bytea column of the session row (a fixed column name, never
 // input).
-func (ss *sessions) column(ctx context.Context, id, col string) ([]byte, error) {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return nil, err
-	}
+func (c *conn) column(ctx context.Context, id, col string) ([]byte, error) {
 	var blob []byte
-	err := p.pool.QueryRow(ctx, `SELECT `+col+` FROM mqtt_sessions WHERE h = $1`, hashOf(id)).Scan(&blob)
+	err := c.pool.QueryRow(ctx, c.q(`SELECT `+col+` FROM mqtt_sessions WHERE h = $1`), hashOf(id)).Scan(&blob)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFoundSession(id)
 	}
 	if err != nil {
-		return nil, p.wrap(ctx, "read "+col, err)
+		return nil, c.wrap(ctx, "read "+col, err)
 	}
 	return blob, nil
 }
 
-// StateDelete clears the session's state column.
-func (ss *sessions) StateDelete(ctx context.Context, id string) error {
-	return ss.p().write(ctx, stateDeleteStmt(id))
-}
-
 // ---- Expiry ----
 
-// ExpiryStore sets the expiry blob and the indexed next deadline.
-func (ss *sessions) ExpiryStore(ctx context.Context, id string, e persistence.SessionExpiry) error {
-	return ss.p().write(ctx, expiryStoreStmt(id, e))
-}
-
 // ExpiryGet reads the expiry blob.
-func (ss *sessions) ExpiryGet(ctx context.Context, id string) (persistence.SessionExpiry, error) {
-	blob, err := ss.column(ctx, id, "expiry")
+func (c *conn) ExpiryGet(ctx context.Context, id string) (driver.SessionExpiry, error) {
+	blob, err := c.column(ctx, id, "expiry")
 	if err != nil {
-		return persistence.SessionExpiry{}, err
+		return driver.SessionExpiry{}, err
 	}
 	if blob == nil {
-		return persistence.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), persistence.ErrNotFound)
+		return driver.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), driver.ErrNotFound)
 	}
-	e, err := persistence.DecodeExpiry(blob)
+	e, err := driver.DecodeExpiry(blob)
 	if err != nil {
-		return persistence.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), err)
+		return driver.SessionExpiry{}, fmt.Errorf("postgres: expiry of session %s: %w", show(id), err)
 	}
 	return e, nil
 }
 
-// ExpiryDelete clears the expiry columns.
-func (ss *sessions) ExpiryDelete(ctx context.Context, id string) error {
-	return ss.p().write(ctx, expiryDeleteStmt(id))
-}
-
 // ExpiredForEach walks the partial index on the next deadline from the earliest,
 // a page at a time, up to now; fn runs with no connection held.
-func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persistence.ExpiredLoader) error {
-	p := ss.p()
-	if err := p.check(ctx); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("postgres: %w: nil ExpiredLoader", persistence.ErrInvalidArgument)
-	}
+func (c *conn) ExpiredForEach(ctx context.Context, now time.Time, fn driver.ExpiredLoader) error {
 	type row struct {
 		sec    int64
 		nsec   int32
@@ -530,35 +445,29 @@ func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persis
 		page           = make([]row, 0, pageSize)
 	)
 	for {
-		if err := p.check(ctx); err != nil {
-			return err
-		}
 		page = page[:0]
-		rows, err := p.pool.Query(ctx, `SELECT due_sec, due_nsec, h, id, expiry FROM mqtt_sessions
+		rows, err := c.pool.Query(ctx, c.q(`SELECT due_sec, due_nsec, h, id, expiry FROM mqtt_sessions
 			WHERE due_sec IS NOT NULL AND (due_sec, due_nsec, h) > ($1, $2, $3) AND (due_sec, due_nsec) <= ($4, $5)
-			ORDER BY due_sec, due_nsec, h LIMIT $6`,
+			ORDER BY due_sec, due_nsec, h LIMIT $6`),
 			lastSec, lastNsec, lastH, now.Unix(), int32(now.Nanosecond()), pageSize)
 		if err != nil {
-			return p.wrap(ctx, "expired sessions", err)
+			return c.wrap(ctx, "expired sessions", err)
 		}
 		for rows.Next() {
 			var r row
 			if err := rows.Scan(&r.sec, &r.nsec, &r.h, &r.id, &r.expiry); err != nil {
 				rows.Close()
-				return p.wrap(ctx, "expired sessions", err)
+				return c.wrap(ctx, "expired sessions", err)
 			}
 			page = append(page, r)
 		}
 		if err := rows.Err(); err != nil {
-			return p.wrap(ctx, "expired sessions", err)
+			return c.wrap(ctx, "expired sessions", err)
 		}
 		for i := range page {
 			r := &page[i]
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			id := string(r.id)
-			e, err := persistence.DecodeExpiry(r.expiry)
+			e, err := driver.DecodeExpiry(r.expiry)
 			if err != nil {
 				return fmt.Errorf("postgres: expiry of session %s: %w", show(id), err)
 			}
@@ -566,7 +475,7 @@ func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persis
 				continue // the index column and the blob disagree only if tampered with
 			}
 			if err := fn(id, e); err != nil {
-				return iterResult(err)
+				return err
 			}
 		}
 		if len(page) < pageSize {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // Victim payloads: the corruption test damages the values holding these.
@@ -26,7 +27,7 @@ type Rewrite func(fn func(v []byte) (nv []byte, ok bool)) int
 
 // damage flips bits of the victim values, as a bad disk sector would.
 func damage(v []byte) ([]byte, bool) {
-	p, err := persistence.DecodePacket(v)
+	p, err := driver.DecodePacket(v)
 	if err != nil || !(bytes.Equal(p.Data, victimPacket) || bytes.Equal(p.Data, victimRetained)) {
 		return nil, false
 	}
@@ -46,7 +47,7 @@ func Schema(t *testing.T, dsn string, rewrite Rewrite) {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	info, err := p.System().GetInfo(ctx)
+	info, err := p.Info(ctx)
 	if err != nil || info.SchemaVersion != persistence.SchemaVersion {
 		t.Fatalf("GetInfo = %+v, %v; want schema version %d", info, err, persistence.SchemaVersion)
 	}
@@ -54,12 +55,12 @@ func Schema(t *testing.T, dsn string, rewrite Rewrite) {
 		t.Fatal(err)
 	}
 	n := rewrite(func(v []byte) ([]byte, bool) {
-		info, err := persistence.DecodeSystemInfo(v)
+		info, err := driver.DecodeSystemInfo(v)
 		if err != nil {
 			return nil, false
 		}
 		info.SchemaVersion = persistence.SchemaVersion + 1
-		return persistence.EncodeSystemInfo(nil, info), true
+		return driver.EncodeSystemInfo(nil, info), true
 	})
 	if n != 1 {
 		t.Fatalf("rewrote %d system info records, want 1", n)

@@ -173,7 +173,7 @@ func KillChild(t *testing.T) {
 	os.Exit(0)
 }
 
-func doOp(ctx context.Context, p persistence.Provider, w int, op killOp, m *writerModel, seqs map[int]uint64) (uint64, error) {
+func doOp(ctx context.Context, p *persistence.Store, w int, op killOp, m *writerModel, seqs map[int]uint64) (uint64, error) {
 	ss, id := p.Sessions(), sessionID(w)
 	switch op.kind {
 	case opCreate:
@@ -327,7 +327,7 @@ func (o *observed) matches(m *writerModel) bool {
 	return slices.Equal(o.pkts, data) && maps.Equal(o.subs, m.subs) && maps.Equal(o.ret, m.ret)
 }
 
-func observe(ctx context.Context, p persistence.Provider, w int) (*observed, error) {
+func observe(ctx context.Context, p *persistence.Store, w int) (*observed, error) {
 	ss, id := p.Sessions(), sessionID(w)
 	o := &observed{subs: map[string]persistence.Subscription{}, ret: map[string]string{}}
 	for k := range killTopics {
@@ -374,7 +374,7 @@ func checkKilled(t *testing.T, ctx context.Context, dsn string, round int, acked
 		t.Fatalf("round %d: reopen after kill: %v", round, err)
 	}
 	defer p.Close()
-	if _, err := p.System().GetInfo(ctx); err != nil {
+	if _, err := p.Info(ctx); err != nil {
 		t.Fatalf("round %d: GetInfo after kill: %v", round, err)
 	}
 	var sessions, retained uint64

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // RawEngine is an engine opened with the same options and durability as the driver
@@ -66,7 +67,7 @@ func rawValue(salt byte) []byte {
 	for i := range d {
 		d[i] = byte(i*31) ^ salt
 	}
-	return persistence.EncodePacket(nil, &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: d})
+	return driver.EncodePacket(nil, &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: d})
 }
 
 // rawKey is a packet key in persistence/kv's layout: tag, queue id, sequence number.
