@@ -201,14 +201,6 @@ func (e *env) skipf(format string, args ...any) {
 	panic(caseAbort{})
 }
 
-func (e *env) logf(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.finished {
-		e.t.Logf(format, args...)
-	}
-}
-
 // ---- assertions ----
 
 // ok fails the case unless err is nil.
@@ -223,16 +215,6 @@ func (e *env) is(err, target error, what string, args ...any) {
 	if !errors.Is(err, target) {
 		e.fatalf("%s: got error %v, want one matching %q", fmt.Sprintf(what, args...), errStr(err), target)
 	}
-}
-
-// isAny fails the case unless err matches one of targets.
-func (e *env) isAny(err error, targets []error, what string, args ...any) {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return
-		}
-	}
-	e.fatalf("%s: got error %v, want one matching any of %q", fmt.Sprintf(what, args...), errStr(err), targets)
 }
 
 // errStr quotes err's message, shortened: some engines put whole values in theirs.
