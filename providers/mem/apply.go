@@ -4,124 +4,153 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// pkey names one packet of a session inside batch validation.
-type pkey struct {
-	class persistence.PacketClass
-	seq   uint64
-}
+// Apply commits ops atomically. Writes to one existing session (every single call
+// but Create and Delete) lock only that session, so writers to different sessions
+// run in parallel; other lists lock the whole store. Either way the list is first
+// checked against the store as its earlier operations would leave it, and written
+// only then, so a failing list changes nothing.
+func (s *conn) Apply(_ context.Context, ops []driver.Op) ([]uint64, error) {
+	// Copy the packets to keep before locking, and see which lock the list needs.
+	var buf [4]*driver.PersistedPacket
+	copies := buf[:0]
+	if len(ops) > len(buf) {
+		copies = make([]*driver.PersistedPacket, 0, len(ops))
+	}
+	appends, one, updates := 0, true, false
+	for i := range ops {
+		op := &ops[i]
+		var c *driver.PersistedPacket
+		switch op.Kind {
+		case driver.OpPacketAppend:
+			appends++
+			c = op.Packet.Clone()
+		case driver.OpPacketUpdate:
+			updates = true
+			c = op.Packet.Clone()
+		case driver.OpCreate, driver.OpDelete:
+			one = false
+		}
+		one = one && op.ID == ops[0].ID
+		copies = append(copies, c)
+	}
 
-// batchView is what validation knows about one session after the operations of a
-// batch seen so far, where it differs from the store.
-type batchView struct {
-	exists  bool
-	fresh   bool // none of the stored packets survive (created or deleted in the batch)
-	cleared [4]bool
-	deleted map[pkey]struct{}
-}
-
-// Apply commits every operation of b atomically. With the store locked exclusively it
-// first validates the whole batch against the store as the earlier operations of b
-// would leave it (arguments, session existence, packets to update), and only then
-// writes, so a failing batch changes nothing. It returns the sequence numbers of b's
-// appends in order (nil when there are none).
-func (ss *sessions) Apply(ctx context.Context, b *persistence.Batch) ([]uint64, error) {
-	if err := ctx.Err(); err != nil {
+	if !one {
+		s.mu.Lock()
+		seqs, err := s.write(ops, copies, appends, nil, true)
+		s.mu.Unlock()
+		return seqs, err
+	}
+	sess, err := s.lockSession(ops[0].ID)
+	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		return nil, fmt.Errorf("mem: %w: nil batch", persistence.ErrInvalidArgument)
-	}
-	ops := b.Ops()
-	for i := range ops {
-		if err := ops[i].Validate(); err != nil {
-			return nil, fmt.Errorf("mem: batch operation %d: %w", i, err)
-		}
-	}
-	// Copy the values to store before locking; Validate guarantees they are set.
-	copies := make([]*persistence.PersistedPacket, len(ops))
-	for i := range ops {
-		switch ops[i].Kind {
-		case persistence.OpPacketAppend, persistence.OpPacketUpdate:
-			copies[i] = ops[i].Packet.Clone()
-		}
-	}
+	// On one existing session only an update of a missing packet can fail.
+	seqs, err := s.write(ops, copies, appends, sess, updates)
+	s.unlockSession(sess)
+	return seqs, err
+}
 
-	s := ss.st()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed.Load() {
+// write checks ops when check is set, then applies them, with copies[i] the copy of
+// the packet of ops[i] and appends the number of appends. sess is nil when the caller
+// holds mu exclusively; otherwise it is the only session of ops, locked.
+func (s *conn) write(ops []driver.Op, copies []*driver.PersistedPacket, appends int, sess *session, check bool) ([]uint64, error) {
+	if s.closed {
 		return nil, errClosed
 	}
-	if err := s.checkBatch(ops); err != nil {
-		return nil, err
+	if check {
+		if err := s.check(ops); err != nil {
+			return nil, err
+		}
 	}
 	var seqs []uint64
-	if n := b.Appends(); n > 0 {
-		seqs = make([]uint64, 0, n)
+	if appends > 0 {
+		seqs = make([]uint64, 0, appends)
 	}
 	for i := range ops {
 		op := &ops[i]
-		if op.Kind == persistence.OpCreate {
+		switch op.Kind {
+		case driver.OpCreate:
 			s.sessions[op.ID] = &session{id: op.ID, base: op.Base}
 			continue
-		}
-		if op.Kind == persistence.OpDelete {
+		case driver.OpDelete:
 			s.deleteLocked(op.ID)
 			continue
 		}
-		sess := s.sessions[op.ID] // exists: checked above
+		target := sess
+		if target == nil {
+			target = s.sessions[op.ID] // exists: checked above
+		}
 		switch op.Kind {
-		case persistence.OpPacketAppend:
-			seqs = append(seqs, s.appendLocked(sess, op.Class, copies[i]))
-		case persistence.OpPacketUpdate:
-			q := &sess.queues[op.Class-1]
+		case driver.OpPacketAppend:
+			copies[i].Seq = s.seq.Add(1)
+			target.queue(op.Class).push(copies[i])
+			seqs = append(seqs, copies[i].Seq)
+		case driver.OpPacketUpdate:
+			q := target.queue(op.Class)
 			q.ents[q.index(op.Packet.Seq)].p = copies[i] // exists: checked above
-		case persistence.OpPacketDelete:
-			q := &sess.queues[op.Class-1]
+		case driver.OpPacketDelete:
+			q := target.queue(op.Class)
 			if j := q.index(op.Seq); j >= 0 {
 				q.remove(j)
 			}
-		case persistence.OpPacketsDelete:
-			sess.queues[op.Class-1].reset()
-		case persistence.OpSubscriptionStore:
-			sess.storeSubscription(op.Subscription)
-		case persistence.OpSubscriptionDelete:
-			delete(sess.subs, op.Filter)
-		case persistence.OpSubscriptionsDeleteAll:
-			sess.subs = nil
-		case persistence.OpStateStore:
-			sess.state = op.State.Clone()
-		case persistence.OpStateDelete:
-			sess.state = nil
-		case persistence.OpExpiryStore:
-			s.setExpiryLocked(sess, op.Expiry)
-		case persistence.OpExpiryDelete:
-			s.setExpiryLocked(sess, persistence.SessionExpiry{})
+		case driver.OpPacketsDelete:
+			target.queue(op.Class).reset()
+		case driver.OpSubscriptionStore:
+			if target.subs == nil {
+				target.subs = make(map[string]driver.Subscription)
+			}
+			target.subs[op.Subscription.Filter] = op.Subscription
+		case driver.OpSubscriptionDelete:
+			delete(target.subs, op.Filter)
+		case driver.OpSubscriptionsDeleteAll:
+			target.subs = nil
+		case driver.OpStateStore:
+			target.state = op.State.Clone()
+		case driver.OpStateDelete:
+			target.state = nil
+		case driver.OpExpiryStore:
+			s.setExpiryLocked(target, op.Expiry)
+		case driver.OpExpiryDelete:
+			s.setExpiryLocked(target, driver.SessionExpiry{})
 		}
 	}
 	return seqs, nil
 }
 
-// checkBatch returns the error the first failing operation of ops would give when
-// applied in order, or nil when all of them would succeed. s.mu must be held
-// exclusively. It writes nothing to the store.
-func (s *store) checkBatch(ops []persistence.Op) error {
-	var views map[string]*batchView // only sessions whose view differs from the store
-	view := func(id string) *batchView {
-		if v := views[id]; v != nil {
-			return v
-		}
-		if views == nil {
-			views = make(map[string]*batchView)
-		}
-		exists := s.sessions[id] != nil
-		v := &batchView{exists: exists, fresh: !exists}
-		views[id] = v
-		return v
+// deleteLocked removes session id; s.mu must be held exclusively.
+func (s *conn) deleteLocked(id string) {
+	sess := s.sessions[id]
+	if sess == nil {
+		return
 	}
+	delete(s.sessions, id)
+	sess.dead = true
+	s.setExpiryLocked(sess, driver.SessionExpiry{})
+}
+
+// pkey names one packet of a session inside check.
+type pkey struct {
+	class driver.PacketClass
+	seq   uint64
+}
+
+// view is what check knows about one session after the operations seen so far,
+// where it differs from the store.
+type view struct {
+	exists  bool
+	fresh   bool // none of the stored packets survive (created or deleted in the list)
+	cleared [4]bool
+	deleted map[pkey]struct{}
+}
+
+// check returns the error the first failing operation of ops would give when applied
+// in order, or nil when all of them would succeed. It reads the sessions ops write,
+// which the caller has locked, and writes nothing.
+func (s *conn) check(ops []driver.Op) error {
+	var views map[string]*view // only sessions whose view differs from the store
 	for i := range ops {
 		op := &ops[i]
 		v := views[op.ID]
@@ -129,42 +158,63 @@ func (s *store) checkBatch(ops []persistence.Op) error {
 		if v != nil {
 			exists = v.exists
 		}
+		var err error
 		switch op.Kind {
-		case persistence.OpCreate:
+		case driver.OpCreate:
 			if exists {
-				return fmt.Errorf("mem: batch operation %d: session %q: %w", i, op.ID, persistence.ErrAlreadyExists)
+				err = fmt.Errorf("mem: session %q: %w", op.ID, driver.ErrAlreadyExists)
 			}
-			view(op.ID).exists = true
-			continue
-		case persistence.OpDelete:
-			v = view(op.ID)
-			*v = batchView{exists: false, fresh: true}
-			continue
+		case driver.OpDelete:
+		default:
+			if !exists {
+				err = notFoundSession(op.ID)
+			} else if op.Kind == driver.OpPacketUpdate {
+				seq := op.Packet.Seq
+				gone := v != nil && (v.fresh || v.cleared[op.Class-1])
+				if !gone && v != nil {
+					_, gone = v.deleted[pkey{op.Class, seq}]
+				}
+				if !gone && s.sessions[op.ID].queue(op.Class).index(seq) < 0 {
+					gone = true
+				}
+				if gone {
+					err = notFoundPacket(op.ID, op.Class, seq)
+				}
+			}
 		}
-		if !exists {
-			return fmt.Errorf("mem: batch operation %d: %w", i, notFoundSession(op.ID))
+		if err != nil {
+			if len(ops) > 1 {
+				err = fmt.Errorf("mem: operation %d: %w", i, err)
+			}
+			return err
+		}
+		if i == len(ops)-1 {
+			break // no later operation needs the view
 		}
 		switch op.Kind {
-		case persistence.OpPacketUpdate:
-			seq := op.Packet.Seq
-			gone := v != nil && (v.fresh || v.cleared[op.Class-1])
-			if !gone && v != nil {
-				_, gone = v.deleted[pkey{op.Class, seq}]
+		case driver.OpCreate, driver.OpDelete, driver.OpPacketDelete, driver.OpPacketsDelete:
+		default:
+			continue
+		}
+		if v == nil {
+			if views == nil {
+				views = make(map[string]*view)
 			}
-			if !gone {
-				gone = s.sessions[op.ID].queues[op.Class-1].index(seq) < 0
-			}
-			if gone {
-				return fmt.Errorf("mem: batch operation %d: %w", i, notFoundPacket(op.ID, op.Class, seq))
-			}
-		case persistence.OpPacketDelete:
-			v = view(op.ID)
+			v = &view{exists: exists, fresh: !exists}
+			views[op.ID] = v
+		}
+		switch op.Kind {
+		case driver.OpCreate:
+			v.exists = true
+		case driver.OpDelete:
+			*v = view{fresh: true}
+		case driver.OpPacketDelete:
 			if v.deleted == nil {
 				v.deleted = make(map[pkey]struct{})
 			}
 			v.deleted[pkey{op.Class, op.Seq}] = struct{}{}
-		case persistence.OpPacketsDelete:
-			view(op.ID).cleared[op.Class-1] = true
+		case driver.OpPacketsDelete:
+			v.cleared[op.Class-1] = true
 		}
 	}
 	return nil

@@ -9,17 +9,16 @@ import (
 	"github.com/mqttstore/mqttstore/providers/mem"
 )
 
-// harness opens fresh in-memory stores through the registry. mem keeps nothing
-// across Close, so it leaves Reopen and Crash nil: the Durability cases report
-// themselves as not applicable.
+// harness opens fresh in-memory stores. mem keeps nothing across Close, so it leaves
+// Reopen and Crash nil: the Durability cases report themselves as not applicable.
 var harness = conformance.Harness{
-	New: func(t testing.TB, opts ...persistence.OpenOption) persistence.Provider {
-		p, err := persistence.Open(context.Background(), mem.Name+"://", opts...)
+	New: func(t testing.TB, opts ...persistence.OpenOption) *persistence.Store {
+		s, err := persistence.OpenConnector(context.Background(), mem.Config{}, opts...)
 		if err != nil {
 			t.Fatalf("open mem: %v", err)
 		}
-		t.Cleanup(func() { _ = p.Close() })
-		return p
+		t.Cleanup(func() { _ = s.Close() })
+		return s
 	},
 }
 

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // expKey orders the expiry index: by the earlier deadline of a session (wall clock,
@@ -40,7 +40,7 @@ func (a expKey) dueBy(now expKey) bool {
 type expNode struct {
 	key  expKey
 	id   string
-	e    persistence.SessionExpiry
+	e    driver.SessionExpiry
 	next []*expNode // skip-list forward pointers, one per level
 }
 
@@ -48,7 +48,7 @@ const expMaxLevel = 24 // enough for 4^24 sessions with p = 1/4
 
 // expIndex is a skip list of the sessions that have a deadline, ordered by expKey:
 // O(log n) insert and remove, and ordered iteration from any key, so that
-// ExpiredForEach touches only the sessions that are due. Guarded by store.expMu.
+// ExpiredForEach touches only the sessions that are due. Guarded by conn.expMu.
 type expIndex struct {
 	head  expNode
 	level int
@@ -69,7 +69,7 @@ func randomLevel() int {
 }
 
 // insert adds a node for session id with deadlines e (e.Next() must be set).
-func (x *expIndex) insert(id string, e persistence.SessionExpiry) *expNode {
+func (x *expIndex) insert(id string, e driver.SessionExpiry) *expNode {
 	x.stamp++
 	key := wallKey(e.Next())
 	key.stamp = x.stamp
@@ -124,8 +124,8 @@ func (x *expIndex) after(k expKey) *expNode {
 }
 
 // setExpiryLocked sets (or, for a zero e, removes) the deadlines of sess, which must
-// be locked (or store.mu held exclusively).
-func (s *store) setExpiryLocked(sess *session, e persistence.SessionExpiry) {
+// be locked (or conn.mu held exclusively).
+func (s *conn) setExpiryLocked(sess *session, e driver.SessionExpiry) {
 	if sess.exp == nil && e.IsZero() {
 		return
 	}
@@ -140,44 +140,18 @@ func (s *store) setExpiryLocked(sess *session, e persistence.SessionExpiry) {
 	s.expMu.Unlock()
 }
 
-// ExpiryStore sets the deadlines of session id; a zero e removes them.
-func (ss *sessions) ExpiryStore(ctx context.Context, id string, e persistence.SessionExpiry) error {
-	s := ss.st()
-	sess, err := s.lockSession(ctx, id)
+// ExpiryGet returns the deadlines of session id.
+func (s *conn) ExpiryGet(_ context.Context, id string) (driver.SessionExpiry, error) {
+	sess, err := s.lockSession(id)
 	if err != nil {
-		return err
-	}
-	s.setExpiryLocked(sess, e)
-	s.unlockSession(sess)
-	return nil
-}
-
-// ExpiryGet returns the deadlines of session id, or an error matching
-// [persistence.ErrNotFound] when the session or its deadlines do not exist.
-func (ss *sessions) ExpiryGet(ctx context.Context, id string) (persistence.SessionExpiry, error) {
-	s := ss.st()
-	sess, err := s.lockSession(ctx, id)
-	if err != nil {
-		return persistence.SessionExpiry{}, err
+		return driver.SessionExpiry{}, err
 	}
 	n := sess.exp
 	s.unlockSession(sess)
 	if n == nil {
-		return persistence.SessionExpiry{}, fmt.Errorf("mem: expiry of session %q: %w", id, persistence.ErrNotFound)
+		return driver.SessionExpiry{}, fmt.Errorf("mem: expiry of session %q: %w", id, driver.ErrNotFound)
 	}
 	return n.e, nil
-}
-
-// ExpiryDelete removes the deadlines of session id; a no-op when there are none.
-func (ss *sessions) ExpiryDelete(ctx context.Context, id string) error {
-	s := ss.st()
-	sess, err := s.lockSession(ctx, id)
-	if err != nil {
-		return err
-	}
-	s.setExpiryLocked(sess, persistence.SessionExpiry{})
-	s.unlockSession(sess)
-	return nil
 }
 
 // ExpiredForEach calls fn for every session whose earlier deadline is at or before
@@ -186,14 +160,7 @@ func (ss *sessions) ExpiryDelete(ctx context.Context, id string) error {
 // fn runs, and each step looks the index up again, so fn may delete sessions or
 // change deadlines. Each session is visited at most once: deadlines stored after the
 // call started (by fn or anyone else) are left for the next call.
-func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persistence.ExpiredLoader) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("mem: %w: nil ExpiredLoader", persistence.ErrInvalidArgument)
-	}
-	s := ss.st()
+func (s *conn) ExpiredForEach(_ context.Context, now time.Time, fn driver.ExpiredLoader) error {
 	nowKey := wallKey(now)
 	var (
 		cursor  expKey
@@ -201,10 +168,8 @@ func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persis
 		limit   uint64 // stamps above it were stored after the call started
 	)
 	for {
-		s.mu.RLock()
-		if s.closed.Load() {
-			s.mu.RUnlock()
-			return errClosed
+		if err := s.rlock(); err != nil {
+			return err
 		}
 		s.expMu.Lock()
 		var n *expNode
@@ -227,11 +192,7 @@ func (ss *sessions) ExpiredForEach(ctx context.Context, now time.Time, fn persis
 		id, e := n.id, n.e
 		s.expMu.Unlock()
 		s.mu.RUnlock()
-
 		if err := fn(id, e); err != nil {
-			return iterResult(err)
-		}
-		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}

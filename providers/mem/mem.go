@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // Name is the driver name the package registers, and so the scheme of its URLs
@@ -18,95 +19,74 @@ func init() {
 	persistence.Register(Name, Driver{})
 }
 
-// Driver opens in-memory stores. It is registered as "mem"; every Open returns a new,
-// empty store. Use it through [persistence.Open] with the URL "mem://".
+// Driver is the in-memory driver, registered as "mem".
 type Driver struct{}
 
-// Open returns a new, empty store. cfg.URL must be exactly "mem://": a host, path,
-// user, fragment or any query option is refused with an error matching
-// [persistence.ErrInvalidConfig], since nothing about an in-memory store can be
-// configured.
-func (Driver) Open(ctx context.Context, cfg persistence.Config) (persistence.Provider, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkURL(cfg.URL); err != nil {
-		return nil, err
-	}
-	clock := cfg.Clock
-	if clock == nil {
-		clock = persistence.SystemClock{}
-	}
-	return New(clock), nil
-}
-
-func checkURL(u *url.URL) error {
-	if u == nil {
-		return fmt.Errorf("%w: mem: nil store URL; use \"mem://\"", persistence.ErrInvalidConfig)
-	}
+// OpenConnector accepts exactly "mem://": a host, path, user, fragment or any query
+// option is refused with an error matching [persistence.ErrInvalidConfig], since
+// nothing about an in-memory store can be configured.
+func (Driver) OpenConnector(u *url.URL) (driver.Connector, error) {
 	bad := func(what, val string) error {
 		return fmt.Errorf("%w: mem: store URL %q has %s %q, but an in-memory store takes none; use \"mem://\"",
-			persistence.ErrInvalidConfig, u.Redacted(), what, val)
+			driver.ErrInvalidConfig, u.Redacted(), what, val)
 	}
 	switch {
 	case u.Opaque != "":
-		return bad("opaque part", u.Opaque)
+		return nil, bad("opaque part", u.Opaque)
 	case u.User != nil:
-		return bad("user info", u.User.Username())
+		return nil, bad("user info", u.User.Username())
 	case u.Host != "":
-		return bad("host", u.Host)
+		return nil, bad("host", u.Host)
 	case u.Path != "":
-		return bad("path", u.Path)
+		return nil, bad("path", u.Path)
 	case u.Fragment != "":
-		return bad("fragment", u.Fragment)
+		return nil, bad("fragment", u.Fragment)
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return fmt.Errorf("%w: mem: cannot parse the options of store URL %q: %v", persistence.ErrInvalidConfig, u.Redacted(), err)
+	if err := driver.NewOptions(u.Query()).Err(); err != nil {
+		return nil, fmt.Errorf("mem: %w", err)
 	}
-	if err := persistence.NewOptions(q).Err(); err != nil {
-		return fmt.Errorf("mem: %w", err)
-	}
-	return nil
+	return Config{}, nil
 }
 
-// New returns a new, empty in-memory store whose creation time (see
-// [persistence.SystemInfo]) is read from clock; a nil clock means the system clock.
-// It is what the registered driver's Open returns, for callers that want a store
-// without going through the registry.
-func New(clock persistence.Clock) persistence.Provider {
-	if clock == nil {
-		clock = persistence.SystemClock{}
-	}
-	return &store{
+// Config opens in-memory stores without a URL:
+//
+//	store, err := persistence.OpenConnector(ctx, mem.Config{})
+//
+// Every Connect returns a new, empty store.
+type Config struct{}
+
+// Connect returns a new, empty store whose creation time is read from env.Clock.
+func (Config) Connect(_ context.Context, env driver.Env) (driver.Conn, error) {
+	return &conn{
 		sessions: make(map[string]*session),
-		retained: make(map[string]*persistence.PersistedPacket),
+		retained: make(map[string]*driver.PersistedPacket),
 		retIdx:   new(topicTrie),
 		exp:      newExpIndex(),
-		info: persistence.SystemInfo{
-			SchemaVersion: persistence.SchemaVersion,
-			CreatedAt:     clock.Now(),
-			SDKVersion:    persistence.SDKVersion,
+		info: driver.SystemInfo{
+			SchemaVersion: driver.SchemaVersion,
+			CreatedAt:     env.Clock.Now(),
+			SDKVersion:    driver.SDKVersion,
 			Driver:        Name,
 		},
-	}
+	}, nil
 }
 
-// store is the provider. Lock order: mu, then one session's mu, then expMu. retMu is
+// conn is an open store. Lock order: mu, then one session's mu, then expMu. retMu is
 // independent of the others (only Close holds it together with mu).
-type store struct {
-	// mu guards the sessions map and the dead flag of every session. Operations on
-	// one existing session hold it shared plus that session's mutex; Create, Delete,
-	// Apply and Close hold it exclusively (and then need no session mutex).
+type conn struct {
+	// mu guards the sessions map and the dead flag of every session. Calls on one
+	// existing session hold it shared plus that session's mutex; writes that create
+	// or delete sessions or touch several, and Close, hold it exclusively (and then
+	// need no session mutex).
 	mu       sync.RWMutex
 	sessions map[string]*session
 
-	// closed is set with mu and retMu both held exclusively, so reading it under
-	// either lock is consistent; a lock-free read is a best-effort fast path.
-	closed atomic.Bool
+	// closed is set by Close with mu and retMu held exclusively: the maps are gone
+	// then, and a call racing with Close must fail instead of using them.
+	closed bool
 
 	// seq is the store-wide packet sequence counter; it is advanced with the target
-	// session's mutex (or mu exclusively) held, so per-queue order equals seq order.
+	// session locked, so per-queue order equals seq order.
 	seq atomic.Uint64
 
 	// expMu guards exp and every session's exp field changes.
@@ -114,73 +94,103 @@ type store struct {
 	exp   *expIndex
 
 	retMu    sync.RWMutex
-	retained map[string]*persistence.PersistedPacket
+	retained map[string]*driver.PersistedPacket
 	retIdx   *topicTrie // the topics of retained, by level
 
-	info persistence.SystemInfo // immutable
+	info driver.SystemInfo // immutable
 }
 
-// Sessions returns the session store. It stays usable until Close; afterwards every
-// call returns [persistence.ErrClosed].
-func (s *store) Sessions() persistence.Sessions { return (*sessions)(s) }
+// session is one stored session. Its fields are guarded by mu together with the
+// store's mu held shared, or by the store's mu held exclusively alone. id and base
+// never change.
+type session struct {
+	mu     sync.Mutex
+	id     string
+	base   driver.SessionBase
+	dead   bool // deleted (or the store closed); written with conn.mu held exclusively
+	queues [4]queue
+	subs   map[string]driver.Subscription
+	state  *driver.SessionState
+	exp    *expNode // nil when the session has no deadline; changed under expMu too
+}
 
-// Retained returns the retained-message store.
-func (s *store) Retained() persistence.Retained { return (*retained)(s) }
-
-// System returns the store's metadata.
-func (s *store) System() persistence.System { return (*system)(s) }
-
-// Close discards every stored value. It waits for calls in progress, is idempotent,
-// and makes every later call return [persistence.ErrClosed].
-func (s *store) Close() error {
+// Close discards every stored value after the calls in progress finish.
+func (s *conn) Close() error {
 	s.mu.Lock()
 	s.retMu.Lock()
-	if !s.closed.Load() {
-		s.closed.Store(true)
-		for _, sess := range s.sessions {
-			sess.dead = true
-		}
-		s.sessions = nil
-		s.retained, s.retIdx = nil, nil
-		s.expMu.Lock()
-		s.exp = newExpIndex()
-		s.expMu.Unlock()
+	s.closed = true
+	for _, sess := range s.sessions {
+		sess.dead = true
 	}
+	s.sessions, s.retained, s.retIdx = nil, nil, nil
+	s.expMu.Lock()
+	s.exp = newExpIndex()
+	s.expMu.Unlock()
 	s.retMu.Unlock()
 	s.mu.Unlock()
 	return nil
 }
 
-// system implements persistence.System.
-type system store
+// Info returns the store's metadata, fixed when it was opened.
+func (s *conn) Info(context.Context) (driver.SystemInfo, error) { return s.info, nil }
 
-// GetInfo returns the store's metadata: schema version, creation time (read from
-// the clock at open), SDK version and the driver name "mem".
-func (sy *system) GetInfo(ctx context.Context) (persistence.SystemInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return persistence.SystemInfo{}, err
+// rlock locks mu shared, unless the store is closed.
+func (s *conn) rlock() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
 	}
-	if sy.closed.Load() {
-		return persistence.SystemInfo{}, errClosed
-	}
-	return sy.info, nil
+	return nil
 }
 
-// errClosed is returned by every call after Close.
-var errClosed = fmt.Errorf("mem: %w", persistence.ErrClosed)
+// lockSession returns session id locked: mu shared and the session's mu. Release
+// with unlockSession.
+func (s *conn) lockSession(id string) (*session, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	sess := s.sessions[id]
+	if sess == nil {
+		s.mu.RUnlock()
+		return nil, notFoundSession(id)
+	}
+	sess.mu.Lock()
+	return sess, nil
+}
+
+func (s *conn) unlockSession(sess *session) {
+	sess.mu.Unlock()
+	s.mu.RUnlock()
+}
+
+// relock locks sess again for the next step of an iteration. ok is false (and
+// nothing is locked) when the store was closed (err is set) or sess was deleted.
+func (s *conn) relock(sess *session) (ok bool, err error) {
+	if err := s.rlock(); err != nil {
+		return false, err
+	}
+	if sess.dead {
+		s.mu.RUnlock()
+		return false, nil
+	}
+	sess.mu.Lock()
+	return true, nil
+}
+
+// errClosed is returned by a call that raced with Close.
+var errClosed = fmt.Errorf("mem: %w", driver.ErrClosed)
 
 func notFoundSession(id string) error {
-	return fmt.Errorf("mem: session %q: %w", id, persistence.ErrNotFound)
+	return fmt.Errorf("mem: session %q: %w", id, driver.ErrNotFound)
 }
 
-func invalidClass(c persistence.PacketClass) error {
-	return fmt.Errorf("mem: %w: packet class %d", persistence.ErrInvalidArgument, uint8(c))
+func notFoundPacket(id string, c driver.PacketClass, seq uint64) error {
+	return fmt.Errorf("mem: session %q: %s packet %d: %w", id, c, seq, driver.ErrNotFound)
 }
 
 var (
-	_ persistence.Driver   = Driver{}
-	_ persistence.Provider = (*store)(nil)
-	_ persistence.Sessions = (*sessions)(nil)
-	_ persistence.Retained = (*retained)(nil)
-	_ persistence.System   = (*system)(nil)
+	_ driver.Driver    = Driver{}
+	_ driver.Connector = Config{}
+	_ driver.Conn      = (*conn)(nil)
 )

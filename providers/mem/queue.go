@@ -4,14 +4,14 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // qent is one slot of a queue: a packet and its sequence number. p is nil once the
 // packet has been deleted; the slot stays until the next compaction.
 type qent struct {
 	seq uint64
-	p   *persistence.PersistedPacket
+	p   *driver.PersistedPacket
 }
 
 // queue is one (session, class) FIFO. Slots are in increasing seq order (appends get
@@ -31,7 +31,7 @@ type queue struct {
 const compactMin = 64
 
 // push appends p, whose Seq must be larger than every stored one.
-func (q *queue) push(p *persistence.PersistedPacket) {
+func (q *queue) push(p *driver.PersistedPacket) {
 	q.ents = append(q.ents, qent{seq: p.Seq, p: p})
 	q.live++
 }

@@ -5,41 +5,29 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// retained implements persistence.Retained. Messages are kept in a map by topic,
-// with a trie of the topics for wildcard matching; stored packets are never mutated
-// (a Put replaces the pointer), so copies are made outside the lock.
-type retained store
+// Retained messages are kept in a map by topic, with a trie of the topics for
+// wildcard matching. Stored packets are never mutated (a put replaces the pointer),
+// so copies are made outside the lock.
 
-func (r *retained) st() *store { return (*store)(r) }
-
-func validateRetained(topic string, p *persistence.PersistedPacket) error {
-	if topic == "" {
-		return fmt.Errorf("mem: %w: empty topic for a retained message", persistence.ErrInvalidArgument)
-	}
-	if err := persistence.ValidatePacket(p); err != nil {
-		return fmt.Errorf("mem: retained message on %q: %w", topic, err)
+// rlockRetained locks retMu shared, unless the store is closed.
+func (s *conn) rlockRetained() error {
+	s.retMu.RLock()
+	if s.closed {
+		s.retMu.RUnlock()
+		return errClosed
 	}
 	return nil
 }
 
-// Put stores a copy of p as the retained message of topic, replacing any previous
-// one. An empty topic or an invalid packet is an error matching
-// [persistence.ErrInvalidArgument].
-func (r *retained) Put(ctx context.Context, topic string, p *persistence.PersistedPacket) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := validateRetained(topic, p); err != nil {
-		return err
-	}
+// RetainedPut stores a copy of p as the retained message of topic.
+func (s *conn) RetainedPut(_ context.Context, topic string, p *driver.PersistedPacket) error {
 	c := p.Clone()
-	s := r.st()
 	s.retMu.Lock()
 	defer s.retMu.Unlock()
-	if s.closed.Load() {
+	if s.closed {
 		return errClosed
 	}
 	if _, ok := s.retained[topic]; !ok {
@@ -49,35 +37,24 @@ func (r *retained) Put(ctx context.Context, topic string, p *persistence.Persist
 	return nil
 }
 
-// Get returns a copy of the retained message of topic, or an error matching
-// [persistence.ErrNotFound].
-func (r *retained) Get(ctx context.Context, topic string) (*persistence.PersistedPacket, error) {
-	if err := ctx.Err(); err != nil {
+// RetainedGet returns a copy of the retained message of topic.
+func (s *conn) RetainedGet(_ context.Context, topic string) (*driver.PersistedPacket, error) {
+	if err := s.rlockRetained(); err != nil {
 		return nil, err
-	}
-	s := r.st()
-	s.retMu.RLock()
-	if s.closed.Load() {
-		s.retMu.RUnlock()
-		return nil, errClosed
 	}
 	p := s.retained[topic]
 	s.retMu.RUnlock()
 	if p == nil {
-		return nil, fmt.Errorf("mem: retained message on %q: %w", topic, persistence.ErrNotFound)
+		return nil, fmt.Errorf("mem: retained message on %q: %w", topic, driver.ErrNotFound)
 	}
 	return p.Clone(), nil
 }
 
-// Delete removes the retained message of topic; a no-op when there is none.
-func (r *retained) Delete(ctx context.Context, topic string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s := r.st()
+// RetainedDelete removes the retained message of topic.
+func (s *conn) RetainedDelete(_ context.Context, topic string) error {
 	s.retMu.Lock()
 	defer s.retMu.Unlock()
-	if s.closed.Load() {
+	if s.closed {
 		return errClosed
 	}
 	if _, ok := s.retained[topic]; ok {
@@ -87,26 +64,23 @@ func (r *retained) Delete(ctx context.Context, topic string) error {
 	return nil
 }
 
-// LoadMatching calls fn once with a copy of every retained message whose topic
-// matches at least one of filters ([persistence.MatchTopic]), in no particular
-// order. Filters without wildcards are looked up directly; the others walk a trie of
-// the stored topics' levels, visiting only the branches they can match. The matching
-// topics are collected under the lock and fn runs with no lock held; a message
-// deleted before its turn is skipped, one replaced is delivered in its new version.
-func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persistence.RetainedLoader) error {
-	if err := ctx.Err(); err != nil {
+// RetainedLoad calls fn with a copy of every retained message whose topic matches
+// one of filters, or of every one when filters is nil. Filters without wildcards are
+// looked up directly; the others walk the trie of the stored topics' levels,
+// visiting only the branches they can match. The topics are collected under the
+// lock and fn runs with no lock held: a message deleted before its turn is skipped,
+// one replaced is delivered in its new version.
+func (s *conn) RetainedLoad(_ context.Context, filters []string, fn driver.RetainedLoader) error {
+	if err := s.rlockRetained(); err != nil {
 		return err
 	}
-	if fn == nil {
-		return fmt.Errorf("mem: %w: nil RetainedLoader", persistence.ErrInvalidArgument)
-	}
-	s := r.st()
-	s.retMu.RLock()
-	if s.closed.Load() {
-		s.retMu.RUnlock()
-		return errClosed
-	}
 	var topics []string
+	if filters == nil {
+		topics = make([]string, 0, len(s.retained))
+		for topic := range s.retained {
+			topics = append(topics, topic)
+		}
+	}
 	for _, f := range filters {
 		if strings.ContainsAny(f, "+#") {
 			topics = s.retIdx.match(f, topics)
@@ -118,7 +92,20 @@ func (r *retained) LoadMatching(ctx context.Context, filters []string, fn persis
 	if len(filters) > 1 { // one filter never matches a topic twice
 		topics = dedup(topics)
 	}
-	return r.deliver(ctx, topics, fn)
+	for _, topic := range topics {
+		if err := s.rlockRetained(); err != nil {
+			return err
+		}
+		p := s.retained[topic]
+		s.retMu.RUnlock()
+		if p == nil {
+			continue
+		}
+		if err := fn(&driver.RetainedMessage{Topic: topic, Packet: p.Clone()}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dedup removes repeated topics, keeping the first of each.
@@ -138,109 +125,30 @@ func dedup(topics []string) []string {
 	return out
 }
 
-// deliver calls fn for the current message of each topic that still has one.
-func (r *retained) deliver(ctx context.Context, topics []string, fn persistence.RetainedLoader) error {
-	s := r.st()
-	for _, topic := range topics {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		s.retMu.RLock()
-		if s.closed.Load() {
-			s.retMu.RUnlock()
-			return errClosed
-		}
-		p := s.retained[topic]
-		s.retMu.RUnlock()
-		if p == nil {
-			continue
-		}
-		if err := fn(&persistence.RetainedMessage{Topic: topic, Packet: p.Clone()}); err != nil {
-			return iterResult(err)
-		}
-	}
-	return nil
-}
-
-// Load calls fn with a copy of every retained message, in no particular order,
-// with no lock held.
-func (r *retained) Load(ctx context.Context, fn persistence.RetainedLoader) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if fn == nil {
-		return fmt.Errorf("mem: %w: nil RetainedLoader", persistence.ErrInvalidArgument)
-	}
-	s := r.st()
-	s.retMu.RLock()
-	if s.closed.Load() {
-		s.retMu.RUnlock()
-		return errClosed
-	}
-	topics := make([]string, 0, len(s.retained))
-	for topic := range s.retained {
-		topics = append(topics, topic)
-	}
-	s.retMu.RUnlock()
-	return r.deliver(ctx, topics, fn)
-}
-
-// Store replaces every retained message with copies of msgs, atomically; later
-// messages for the same topic win. Every message is validated first: on error
-// nothing changes.
-func (r *retained) Store(ctx context.Context, msgs []*persistence.RetainedMessage) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m := make(map[string]*persistence.PersistedPacket, len(msgs))
+// RetainedReplace replaces every retained message with copies of msgs.
+func (s *conn) RetainedReplace(_ context.Context, msgs []*driver.RetainedMessage) error {
+	m := make(map[string]*driver.PersistedPacket, len(msgs))
 	idx := new(topicTrie)
-	for i, msg := range msgs {
-		if msg == nil {
-			return fmt.Errorf("mem: %w: nil retained message at index %d", persistence.ErrInvalidArgument, i)
-		}
-		if err := validateRetained(msg.Topic, msg.Packet); err != nil {
-			return err
-		}
+	for _, msg := range msgs {
 		if _, dup := m[msg.Topic]; !dup {
 			idx.insert(msg.Topic)
 		}
 		m[msg.Topic] = msg.Packet.Clone()
 	}
-	s := r.st()
 	s.retMu.Lock()
 	defer s.retMu.Unlock()
-	if s.closed.Load() {
+	if s.closed {
 		return errClosed
 	}
 	s.retained, s.retIdx = m, idx
 	return nil
 }
 
-// Count returns the number of retained messages.
-func (r *retained) Count(ctx context.Context) (uint64, error) {
-	if err := ctx.Err(); err != nil {
+// RetainedCount returns the number of retained messages.
+func (s *conn) RetainedCount(context.Context) (uint64, error) {
+	if err := s.rlockRetained(); err != nil {
 		return 0, err
 	}
-	s := r.st()
-	s.retMu.RLock()
 	defer s.retMu.RUnlock()
-	if s.closed.Load() {
-		return 0, errClosed
-	}
 	return uint64(len(s.retained)), nil
-}
-
-// Wipe removes every retained message.
-func (r *retained) Wipe(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s := r.st()
-	s.retMu.Lock()
-	defer s.retMu.Unlock()
-	if s.closed.Load() {
-		return errClosed
-	}
-	s.retained, s.retIdx = make(map[string]*persistence.PersistedPacket), new(topicTrie)
-	return nil
 }

@@ -4,7 +4,7 @@ import "strings"
 
 // topicTrie indexes the retained topics by level, so that LoadMatching visits only
 // the part of the topic tree a filter can match instead of every stored topic. It
-// holds topics only; the messages stay in the store's map. Guarded by store.retMu.
+// holds topics only; the messages stay in the store's map. Guarded by conn.retMu.
 type topicTrie struct {
 	root tnode
 }
@@ -55,7 +55,7 @@ func (t *topicTrie) remove(topic string) {
 }
 
 // match appends to out every stored topic that filter matches, per
-// persistence.MatchTopic: a filter with a misplaced wildcard matches nothing, '+'
+// driver.MatchTopic: a filter with a misplaced wildcard matches nothing, '+'
 // and '#' match any level including an empty one, '#' also matches its parent
 // level, and a first-level wildcard does not match topics starting with '$'.
 func (t *topicTrie) match(filter string, out []string) []string {
