@@ -289,9 +289,11 @@ func TestStorePasswordNeverPrinted(t *testing.T) {
 	for _, c := range []struct {
 		store string
 		code  int
+		named bool // the (redacted) URL is printed
 	}{
-		{"postgres://mqtt:" + secret + "@127.0.0.1:5432/mqtt?nosuchoption=1", 2},
-		{"postgres://mqtt:" + secret + "@127.0.0.1:" + strconv.Itoa(port) + "/mqtt?sslmode=disable&connect_timeout=5", 1},
+		{"postgres://mqtt:" + secret + "@127.0.0.1:5432/mqtt?nosuchoption=1", 2, false},
+		{"postgres://mqtt:" + secret + "@127.0.0.1:" + strconv.Itoa(port) + "/mqtt?sslmode=disable&connect_timeout=5", 1, true},
+		{"postgres://mqtt:" + secret + "@127.0.0.1:" + strconv.Itoa(port) + "/mqtt?sslmode=disable&connect_timeout=5&sslpassword=" + secret, 1, true},
 	} {
 		code, stdout, stderr := runCmd(t, &Command{}, "-store", c.store, "-listen", "127.0.0.1:0")
 		t.Logf("%s", stderr)
@@ -301,7 +303,7 @@ func TestStorePasswordNeverPrinted(t *testing.T) {
 		if strings.Contains(stdout+stderr, secret) {
 			t.Errorf("the password was printed:\n%s", stdout+stderr)
 		}
-		if !strings.Contains(stderr, "mqtt:xxxxx@127.0.0.1") {
+		if c.named && !strings.Contains(stderr, "mqtt:xxxxx@127.0.0.1") {
 			t.Errorf("the store URL is not named (redacted):\n%s", stderr)
 		}
 	}
@@ -362,5 +364,12 @@ func TestDefaultStore(t *testing.T) {
 	}
 	if got := (&Command{DefaultStore: "mem://"}).defaultStore(); got != "mem://" {
 		t.Errorf("default store %q, want the Command's", got)
+	}
+}
+
+func TestSelfCheckExitStatus(t *testing.T) {
+	code, stdout, _ := runCmd(t, &Command{}, "-selfcheck", "-store", "mem://", "-selfcheck-messages", "5", "-log-level", "warn")
+	if code != 0 || !strings.HasSuffix(stdout, "SELFCHECK PASSED\n") {
+		t.Errorf("mem self-check: exit status %d\n%s", code, stdout)
 	}
 }

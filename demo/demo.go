@@ -1,0 +1,418 @@
+package demo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mqttstore/mqttstore/broker"
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// DefaultStore is the store URL used when -store is not given and bolt is
+// registered: a bbolt file under ./data/ (created if needed), fsynced on every
+// commit.
+const DefaultStore = "bolt://./data/mqttstore.db?sync=always"
+
+// Main runs the program with the command-line arguments args (os.Args[1:]) on the
+// drivers the calling program imported, writing to os.Stdout and os.Stderr, until
+// SIGINT or SIGTERM; it returns the exit status (0 success, 1 failure, 2 bad usage).
+// A main calls os.Exit(demo.Main(os.Args[1:])).
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return (&Command{Name: filepath.Base(os.Args[0])}).Run(ctx, args)
+}
+
+// Command is the program with what a caller may change; the zero value is what
+// [Main] runs, except that Main names the program after os.Args[0].
+type Command struct {
+	// Name is the program's name in its help and messages; "demo" when empty.
+	Name string
+	// DefaultStore is the -store default. When empty it is [DefaultStore] if the
+	// bolt driver is registered and otherwise none: -store is then required.
+	DefaultStore string
+	// Stdout and Stderr receive the self-check's report and the logs, help and
+	// errors; os.Stdout and os.Stderr when nil.
+	Stdout, Stderr io.Writer
+	// Started, when not nil, is called once the broker serves, with the addresses
+	// it listens on (not in -selfcheck mode).
+	Started func(Addrs)
+}
+
+// Addrs are the addresses a running program listens on.
+type Addrs struct {
+	MQTT    net.Addr // the broker
+	Metrics net.Addr // the /metrics endpoint; nil without -metrics
+}
+
+// config is what the flags set; tests build one directly.
+type config struct {
+	Store             string
+	Listen            string
+	Metrics           string
+	TLSCert, TLSKey   string
+	MaxQueued         int
+	MaxQueuedBytes    int64
+	ReceiveMaximum    int
+	CPUProfile        string
+	ShutdownTimeout   time.Duration
+	SelfCheck         bool
+	SelfCheckMessages int
+	Logger            *slog.Logger
+
+	tls *tls.Config // loaded from TLSCert and TLSKey by check
+}
+
+// usageError is a problem with the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func (c *Command) name() string {
+	if c.Name == "" {
+		return "demo"
+	}
+	return c.Name
+}
+
+func (c *Command) defaultStore() string {
+	if c.DefaultStore != "" {
+		return c.DefaultStore
+	}
+	if slices.Contains(persistence.Drivers(), "bolt") {
+		return DefaultStore
+	}
+	return ""
+}
+
+// Run runs the program like [Main] with args until ctx ends, and returns the exit
+// status.
+func (c *Command) Run(ctx context.Context, args []string) int {
+	stdout, stderr := c.Stdout, c.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	name := c.name()
+	cfg, err := c.parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		// The flag package has already printed its own errors with the usage.
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "%s: %s\nRun '%s -h' for help.\n", name, ue.msg, name)
+		}
+		return 2
+	}
+	if cfg.SelfCheck {
+		if err := selfCheck(ctx, cfg, stdout); err != nil {
+			fmt.Fprintln(stdout, "SELFCHECK FAILED:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "SELFCHECK PASSED")
+		return 0
+	}
+	if err := run(ctx, name, cfg, c.Started); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// parse reads and checks the flags; a returned error other than flag.ErrHelp and
+// a usageError has already been printed by the flag package.
+func (c *Command) parse(args []string, stderr io.Writer) (config, error) {
+	name := c.name()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := c.defaultStore()
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `%s runs an MQTT broker (MQTT 3.1.1 and 5.0, package
+github.com/mqttstore/mqttstore/broker) that keeps its sessions, subscriptions,
+queued and in-flight messages, retained messages and wills in a store chosen by
+URL, so that they survive a restart. With -selfcheck it proves that end to end
+with real clients and exits.
+
+Usage: %s [flags]
+
+Store drivers in this program: %s.
+
+Flags:
+`, name, name, strings.Join(persistence.Drivers(), ", "))
+		fs.PrintDefaults()
+	}
+	var cfg config
+	var level string
+	storeHelp := "store URL, e.g. mem://, bolt://FILE?sync=always, badger://DIR, postgres://USER:PASSWORD@HOST/DB?schema=NAME (see each driver's documentation)"
+	if def == "" {
+		storeHelp += " (required)"
+	}
+	fs.StringVar(&cfg.Store, "store", def, storeHelp)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:1883", "`address` to serve MQTT on")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "`address` to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); none when empty")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file`: serve MQTT over TLS (with -tls-key)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.IntVar(&cfg.MaxQueued, "max-queued", 0, "per-session queue limit in messages (0: the broker's default, 10000)")
+	fs.Int64Var(&cfg.MaxQueuedBytes, "max-queued-bytes", 0, "per-session queue limit in bytes (0: the broker's default, 64 MiB)")
+	fs.IntVar(&cfg.ReceiveMaximum, "receive-maximum", 0, "in-flight window per client, 0 to 65535 (0: the broker's default)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a clean shutdown may take")
+	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
+	fs.IntVar(&cfg.SelfCheckMessages, "selfcheck-messages", 100, "messages the self-check publishes")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, usagef("unexpected arguments %q", fs.Args())
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return config{}, usagef("-log-level %q: want debug, info, warn or error", level)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if err := cfg.check(); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// check validates everything that can be validated without opening the store or
+// binding an address, and loads the TLS certificate.
+func (cfg *config) check() error {
+	switch {
+	case cfg.Store == "":
+		return usagef("-store is required (drivers in this program: %s)", strings.Join(persistence.Drivers(), ", "))
+	case cfg.MaxQueued < 0:
+		return usagef("-max-queued %d: must not be negative", cfg.MaxQueued)
+	case cfg.MaxQueuedBytes < 0:
+		return usagef("-max-queued-bytes %d: must not be negative", cfg.MaxQueuedBytes)
+	case cfg.ReceiveMaximum < 0 || cfg.ReceiveMaximum > 65535:
+		return usagef("-receive-maximum %d: must be between 0 and 65535", cfg.ReceiveMaximum)
+	case cfg.ShutdownTimeout <= 0:
+		return usagef("-shutdown-timeout %v: must be positive", cfg.ShutdownTimeout)
+	case cfg.SelfCheckMessages <= 0:
+		return usagef("-selfcheck-messages %d: must be positive", cfg.SelfCheckMessages)
+	case cfg.SelfCheck && cfg.Metrics != "":
+		return usagef("-metrics does not go with -selfcheck")
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return usagef("-tls-cert and -tls-key go together")
+	}
+	if cfg.Listen == "" {
+		return usagef("-listen: empty address")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return usagef("-listen %q: %v", cfg.Listen, addrErr(err))
+	}
+	if cfg.Metrics != "" {
+		if _, _, err := net.SplitHostPort(cfg.Metrics); err != nil {
+			return usagef("-metrics %q: %v", cfg.Metrics, addrErr(err))
+		}
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return usagef("-tls-cert/-tls-key: %v", err)
+		}
+		cfg.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	// The URL and every option of the driver, without opening anything. The
+	// persistence package's errors name the URL (redacted) themselves.
+	if _, err := persistence.NewConnector(cfg.Store); err != nil {
+		return usagef("-store: %v", err)
+	}
+	return nil
+}
+
+// listen binds addr, the value of -flag. Its error names the flag and the address
+// once: "-listen 127.0.0.1:1883: bind: address already in use".
+func listen(flag, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err
+		}
+		return nil, fmt.Errorf("-%s %s: %w", flag, addr, addrErr(err))
+	}
+	return l, nil
+}
+
+// addrErr drops the address from a net.AddrError, which the caller already names.
+func addrErr(err error) error {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return errors.New(ae.Err)
+	}
+	return err
+}
+
+func (cfg config) limits() broker.Limits {
+	return broker.Limits{MaxQueuedMessages: cfg.MaxQueued, MaxQueuedBytes: cfg.MaxQueuedBytes, ReceiveMaximum: cfg.ReceiveMaximum}
+}
+
+func (cfg config) logger() *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.Default()
+	}
+	return cfg.Logger
+}
+
+// openStore opens cfg.Store; obs, when not nil, observes every call.
+func openStore(ctx context.Context, cfg config, obs persistence.Observer) (*persistence.Store, error) {
+	opts := []persistence.OpenOption{persistence.WithLogger(cfg.logger())}
+	if obs != nil {
+		opts = append(opts, persistence.WithObserver(obs))
+	}
+	cfg.logger().Info("demo: opening the store", "store", persistence.Redact(cfg.Store))
+	s, err := persistence.Open(ctx, cfg.Store, opts...)
+	if err != nil {
+		// The drivers' errors name what they failed to open (a file, a server), and
+		// persistence.Open removes any password from them.
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	return s, nil
+}
+
+// startBroker creates a broker on store, which restores its state and logs what it
+// restored.
+func startBroker(ctx context.Context, cfg config, store *persistence.Store) (*broker.Broker, error) {
+	return broker.New(ctx, broker.Options{Store: store, Logger: cfg.logger(), TLSConfig: cfg.tls, Limits: cfg.limits()})
+}
+
+// run binds the listeners, opens the store, restores the broker and serves until
+// ctx ends; then it shuts the broker down and closes the store. started, when not
+// nil, is called once the broker serves.
+func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err error) {
+	log := cfg.logger()
+	l, err := listen("listen", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer l.Close() // Serve closes it too; this is for the early returns
+	var ms *metricsServer
+	if cfg.Metrics != "" {
+		ml, err := listen("metrics", cfg.Metrics)
+		if err != nil {
+			return err
+		}
+		ms, err = startMetrics(ml, name, log)
+		if err != nil {
+			ml.Close()
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if serr := ms.shutdown(sctx); serr != nil {
+				log.Error("demo: stopping the metrics server", "err", serr)
+			}
+		}()
+		log.Info("demo: serving metrics", "url", "http://"+ml.Addr().String()+"/metrics")
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("-cpuprofile: %w", cerr)
+			}
+		}()
+	}
+
+	var obs persistence.Observer
+	if ms != nil {
+		obs = ms.observer
+	}
+	store, err := openStore(ctx, cfg, obs)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil {
+			cerr = fmt.Errorf("closing the store: %w", cerr)
+			if err == nil {
+				err = cerr
+			} else {
+				log.Error("demo: " + cerr.Error())
+			}
+		}
+	}()
+	driverName := "?"
+	if info, ierr := store.Info(ctx); ierr == nil {
+		driverName = info.Driver
+	}
+	log.Info("demo: store opened", "driver", driverName)
+	began := time.Now()
+	b, err := startBroker(ctx, cfg, store)
+	if err != nil {
+		return err // "broker: restoring state: …"
+	}
+	restoredIn := time.Since(began).Round(time.Millisecond)
+	if ms != nil {
+		ms.setBroker(b)
+	}
+	log.Info("demo: listening", "addr", l.Addr().String(), "tls", cfg.tls != nil, "restored_in", restoredIn)
+	served := make(chan error, 1)
+	go func() { served <- b.Serve(l) }()
+	if started != nil {
+		a := Addrs{MQTT: l.Addr()}
+		if ms != nil {
+			a.Metrics = ms.addr
+		}
+		started(a)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("demo: shutting down")
+	case err = <-served:
+		// Serve only returns early when the listener fails.
+		err = fmt.Errorf("serving MQTT: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := b.Shutdown(sctx); serr != nil {
+		serr = fmt.Errorf("shutting the broker down: %w", serr)
+		if err == nil {
+			err = serr
+		} else {
+			log.Error("demo: " + serr.Error())
+		}
+	}
+	if err == nil {
+		if serr := <-served; serr != nil {
+			err = fmt.Errorf("serving MQTT: %w", serr)
+		}
+	}
+	st := b.Stats()
+	log.Info("demo: stopped", "connections", st.Connections, "messages_in", st.MessagesIn, "messages_out", st.MessagesOut,
+		"dropped", st.Dropped, "storage_errors", st.StorageErrors)
+	return err
+}
