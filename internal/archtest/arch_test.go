@@ -28,6 +28,7 @@ var rules = []rule{
 	{"providers/", []string{"providers/", "conformance", "broker", "cmd"}, "no driver imports another driver, the suite or the broker"},
 	{"broker", []string{"providers", "conformance", "cmd"}, "the broker runs on any driver"},
 	{"internal", []string{"cmd"}, "commands are leaves"},
+	{"demo", []string{"providers", "conformance", "cmd"}, "the demo runs on whatever driver its main imports"},
 }
 
 // imports lists, for each non-test package of the module, the packages it imports
