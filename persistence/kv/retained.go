@@ -15,7 +15,7 @@ import (
 // nothing), so it is atomic however many messages there are, and the old table is
 // collected as garbage afterwards.
 
-// storeChunk is the number of messages Store writes per transaction.
+// storeChunk is the number of messages RetainedReplace writes per transaction.
 const storeChunk = 1000
 
 func isNotFound(err error) bool { return errors.Is(err, driver.ErrNotFound) }
@@ -289,7 +289,7 @@ func (s *Store) RetainedReplace(ctx context.Context, msgs []*driver.RetainedMess
 	return nil
 }
 
-// abandonTable marks a table Store did not finish as garbage and returns err.
+// abandonTable marks a table RetainedReplace did not finish as garbage and returns err.
 func (s *Store) abandonTable(gen uint64, err error) error {
 	_ = s.write(context.Background(), func(w *writer) error {
 		if err := w.tx.Delete(append(append([]byte(nil), keyPending...), u64(gen)...)); err != nil {

@@ -211,3 +211,5 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCommitsObserved(t *testing.T) { kvtest.Commits(t, dirURL("sync=always")(t.TempDir())) }

@@ -221,3 +221,5 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCommitsObserved(t *testing.T) { kvtest.Commits(t, fileURL("always")(t.TempDir())) }
