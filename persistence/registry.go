@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -53,6 +54,12 @@ func Drivers() []string {
 func NewConnector(dsn string) (driver.Connector, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
+		// A *url.Error's message quotes the whole URL, secret options included:
+		// keep only its reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("%w: cannot parse store URL %s: %v", ErrInvalidConfig, Redact(dsn), redactErr(err, dsn))
 	}
 	// URL.Query, which drivers read their options from, silently drops pairs it

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/internal/pgtest"
+	"github.com/mqttstore/mqttstore/persistence"
 )
 
 // Ids, filters and topics are arbitrary bytes of any length (NUL, invalid UTF-8,

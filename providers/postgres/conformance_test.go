@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/conformance"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // dsns remembers the schema each open provider lives in, so Reopen and Crash can

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/internal/pgtest"
+	"github.com/mqttstore/mqttstore/persistence"
 )
 
 // With writers running, the server is stopped and started again: while it is down

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // Concurrent writers whose operations share group commits each get their own

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/conformance"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/driver"
 	"github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
@@ -25,7 +25,7 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 
 // Bad options are refused before any connection is made, naming the option.
 func TestBadOptions(t *testing.T) {
-	const base = "postgres://u:p@127.0.0.1:1/db?"
+	const base = "postgres://u:pw-secret@127.0.0.1:1/db?"
 	cases := map[string]string{
 		"unknown":                        "colour=blue",
 		"max_conns":                      "max_conns=0",
@@ -62,7 +62,7 @@ func TestBadOptions(t *testing.T) {
 			if !strings.Contains(err.Error(), opt) {
 				t.Errorf("Open(%q) = %v: the error does not name %q", q, err, opt)
 			}
-			if strings.Contains(err.Error(), "u:p@") {
+			if strings.Contains(err.Error(), "pw-secret") {
 				t.Errorf("error %v shows the password", err)
 			}
 		})

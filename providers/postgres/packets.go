@@ -152,4 +152,3 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 // bounds ($4, $5) make it an index range scan; with "seq = ANY" alone the planner
 // may scan the whole queue for each page of acknowledgements.
 const deleteSeqs = `DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq BETWEEN $4 AND $5 AND seq = ANY($3)`
-

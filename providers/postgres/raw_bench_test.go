@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mqttstore/mqttstore/conformance"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/driver"
-	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // The raw pgx baseline: the same rows as conformance.RunBench's Append and
