@@ -24,7 +24,7 @@ import (
 	_ "github.com/mqttstore/mqttstore/providers/bolt"
 	_ "github.com/mqttstore/mqttstore/providers/mem"
 	_ "github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // wait bounds every receive in these tests.

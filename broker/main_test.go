@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/mqttstore/mqttstore/providers/postgres/pgtest"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // TestMain runs the broker child process of the SIGKILL test when asked to, and the

@@ -81,7 +81,10 @@ func FuzzConnection(f *testing.F) {
 	f.Add(true, []byte{0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x01, 0xC0, 0x00})
 	f.Add(true, []byte{0x62, 0x02, 0x00, 0x01, 0xE0, 0x00})
 	f.Add(false, []byte{0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00})
-	st := mem.New(persistence.SystemClock{})
+	st, err := persistence.OpenConnector(f.Context(), mem.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	defer st.Close()
 	b, err := broker.New(f.Context(), broker.Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
