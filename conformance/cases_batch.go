@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/mqttstore/mqttstore/persistence"
@@ -155,6 +156,65 @@ var batchCases = []tcase{
 		if ls == nil || !ls.Base.CreatedAt.Equal(caseEpoch.Add(1)) || ls.Base.ProtocolVersion != 3 {
 			e.fatalf("re-created session's base is %+v", ls)
 		}
+	}},
+	{"DeleteCreateThenOldSeqsInSameBatch", func(e *env) {
+		// After Delete and Create of the same id in a batch, the old incarnation's
+		// sequence numbers name nothing: an update of one fails the whole batch, a
+		// delete of one is a no-op.
+		e.create("s")
+		old := e.appendN("s", cq, 3)
+		u := pkt(7)
+		u.Seq = old[1].Seq
+		var b persistence.Batch
+		b.Delete("s").Create("s", e.base()).PacketAppend("s", cq, pkt(8)).PacketUpdate("s", cq, u)
+		e.failsAtomically(&b, persistence.ErrNotFound, "Delete, Create, PacketAppend, PacketUpdate of the old incarnation's seq")
+		e.queue("s", cq, old)
+		b.Reset()
+		b.Delete("s").Create("s", e.base()).PacketDelete("s", cq, old[0].Seq).PacketAppend("s", cq, pkt(9)).PacketDelete("s", cq, old[2].Seq)
+		seqs, err := e.ss.Apply(e.ctx, &b)
+		e.ok(err, "Apply(Delete, Create, PacketDelete of an old seq, PacketAppend, PacketDelete of an old seq)")
+		if len(seqs) != 1 {
+			e.fatalf("Apply returned %d seqs, want 1", len(seqs))
+		}
+		if seqs[0] <= old[2].Seq {
+			e.fatalf("the re-created session's first append got seq %d, not above the old incarnation's %d: seqs are never reused", seqs[0], old[2].Seq)
+		}
+		p := pkt(9)
+		p.Seq = seqs[0]
+		e.queue("s", cq, []*persistence.PersistedPacket{p})
+	}},
+	{"DeleteCreateThenOldSeqsInLaterBatch", func(e *env) {
+		e.create("s")
+		old := e.appendN("s", cq, 3)
+		oldUnAck := e.appendN("s", persistence.ClassUnAck, 2)
+		var b persistence.Batch
+		b.Delete("s").Create("s", e.base())
+		_, err := e.ss.Apply(e.ctx, &b)
+		e.ok(err, "Apply(Delete, Create)")
+		fresh := e.appendN("s", cq, 2)
+		if fresh[0].Seq <= old[2].Seq {
+			e.fatalf("the re-created session's first append got seq %d, not above the old incarnation's %d", fresh[0].Seq, old[2].Seq)
+		}
+		for _, p := range append(slices.Clone(old), oldUnAck...) {
+			_, err := e.ss.PacketGet(e.ctx, "s", cq, p.Seq)
+			e.is(err, persistence.ErrNotFound, "PacketGet(seq %d) of the old incarnation", p.Seq)
+			u := pkt(5)
+			u.Seq = p.Seq
+			b.Reset()
+			b.PacketAppend("s", cq, pkt(6)).PacketUpdate("s", persistence.ClassUnAck, u)
+			e.failsAtomically(&b, persistence.ErrNotFound, "PacketAppend, PacketUpdate of the old incarnation's seq")
+		}
+		b.Reset()
+		for _, p := range old {
+			b.PacketDelete("s", cq, p.Seq)
+		}
+		for _, p := range oldUnAck {
+			b.PacketDelete("s", persistence.ClassUnAck, p.Seq)
+		}
+		_, err = e.ss.Apply(e.ctx, &b)
+		e.ok(err, "Apply of PacketDeletes of the old incarnation's seqs")
+		e.queue("s", cq, fresh)
+		e.queue("s", persistence.ClassUnAck, nil)
 	}},
 	{"SubscriptionsStateExpiryOps", func(e *env) {
 		e.create("s")

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
 )
@@ -190,6 +191,75 @@ var concurrencyCases = []tcase{
 			if !ok {
 				e.fatalf("subscription %+v was never stored by any worker", got[0])
 			}
+		}
+	}},
+	{"DifferentFiltersSameSession", func(e *env) {
+		// Workers subscribe and unsubscribe their own filters on one session
+		// concurrently: a driver that rewrites the session's list read before
+		// another worker's write loses that write.
+		const workers, n = 8, 24
+		e.create("s")
+		e.parallel(workers, func(w int) error {
+			for i := range n {
+				if err := e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("f/%d/%d", w, i), i)); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					if err := e.ss.SubscriptionsDelete(e.ctx, "s", fmt.Sprintf("f/%d/%d", w, i-1)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		var want []persistence.Subscription
+		for w := range workers {
+			for i := 1; i < n; i += 2 {
+				want = append(want, sub(fmt.Sprintf("f/%d/%d", w, i), i))
+			}
+		}
+		e.subsSet("s", want...)
+	}},
+	{"StateAndExpiryWithAppends", func(e *env) {
+		// State, deadlines, subscriptions and appends written concurrently to one
+		// session: none of them is lost (no read-modify-write of a session record
+		// that drops a concurrent update).
+		const n = 80
+		e.create("s")
+		e.parallel(4, func(w int) error {
+			for i := range n {
+				var err error
+				switch w {
+				case 0:
+					_, err = e.ss.PacketAppend(e.ctx, "s", cq, workerPkt(0, i))
+				case 1:
+					err = e.ss.StateStore(e.ctx, "s", state(i))
+				case 2:
+					err = e.ss.ExpiryStore(e.ctx, "s", persistence.SessionExpiry{ExpireAt: caseEpoch.Add(time.Duration(i+1) * time.Minute)})
+				case 3:
+					err = e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("x/%d", i), i))
+				}
+				if err != nil {
+					return fmt.Errorf("worker %d, write %d: %w", w, i, err)
+				}
+			}
+			return nil
+		})
+		e.checkPerWorkerFIFO(e.read("s", cq), 1, n)
+		st, err := e.ss.StateGet(e.ctx, "s")
+		e.ok(err, "StateGet")
+		e.eq(diffState(st, state(n-1)), "StateGet after concurrent writes (want the last state stored)")
+		x, err := e.ss.ExpiryGet(e.ctx, "s")
+		e.ok(err, "ExpiryGet")
+		e.eq(diffExpiry(x, persistence.SessionExpiry{ExpireAt: caseEpoch.Add(n * time.Minute)}), "ExpiryGet after concurrent writes (want the last deadline stored)")
+		var subs []persistence.Subscription
+		for i := range n {
+			subs = append(subs, sub(fmt.Sprintf("x/%d", i), i))
+		}
+		e.subsSet("s", subs...)
+		ls := e.loadAll()["s"]
+		if ls == nil || ls.State == nil || ls.Expiry == nil || len(ls.Subscriptions) != n {
+			e.fatalf("LoadForEach after concurrent writes: session %+v lost its state, deadlines or subscriptions", ls)
 		}
 	}},
 	{"IterateWhileWriting", func(e *env) {

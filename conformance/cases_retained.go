@@ -38,6 +38,10 @@ type matchCase struct {
 
 // hello is the topic set of aedes-persistence's wildcard cases, plus neighbours that
 // a prefix match or a misplaced level would wrongly deliver.
+// deep has a five-level topic and, for each level, the same topic with that level
+// changed, plus neighbours one level shorter and longer.
+var deep = []string{"a/b/c/d/e", "x/b/c/d/e", "a/x/c/d/e", "a/b/x/d/e", "a/b/c/x/e", "a/b/c/d/x", "a/b/c/d", "a/b/c/d/e/f", "a/b/c/d/"}
+
 var hello = []string{"hello/world", "hello", "hello/world/there", "hel", "hello/worlds", "other/hello", "hello/there/world/creatures"}
 
 var matchCases = []matchCase{
@@ -68,6 +72,26 @@ var matchCases = []matchCase{
 	{"DeepTopics", []string{"a/b/c/d/e/f/g/h", "a/b/c/d/e/f/g", "a/b/c/d/e/f/g/h/i"},
 		[]string{"a/+/c/+/e/+/g/+"}, []string{"a/b/c/d/e/f/g/h"}},
 	{"BinaryTopics", []string{"a\x00b", "a\x00", "\xff/x", "a/\x00"}, []string{"a\x00b", "\xff/+", "a/+"}, []string{"a\x00b", "\xff/x", "a/\x00"}},
+	// Matching at every depth: '$' only matters as the first character of the
+	// first level; empty levels and a trailing '/' are levels; a filter longer or
+	// shorter than the topic matches only through '#'.
+	{"DollarBelowFirstLevel", []string{"a/$b", "a/$b/c", "a/b/$", "$a/b", "a/b"},
+		[]string{"a/+", "a/#", "+/+/c", "+/b/+"}, []string{"a/$b", "a/$b/c", "a/b/$", "a/b"}},
+	{"DollarOnlyAtTopicStart", []string{"x$/y", "$/y", "$", "$$", "x/$"}, []string{"+/y", "#", "+"}, []string{"x$/y", "x/$"}},
+	{"DollarTopicByPlusAfterExplicitFirstLevel", []string{"$SYS/a/b", "$SYS/a", "$SYS/c/b"}, []string{"$SYS/+/b"}, []string{"$SYS/a/b", "$SYS/c/b"}},
+	{"EmptyLevelsByPlusAtEveryDepth", []string{"//", "///", "a//", "/a/", "//a", "a/b/c", "a"}, []string{"+/+/+"},
+		[]string{"//", "a//", "/a/", "//a", "a/b/c"}},
+	{"TrailingSlashIsALevel", []string{"a/b/", "a/b", "a/b//", "a/b/c"}, []string{"a/b/"}, []string{"a/b/"}},
+	{"TrailingSlashByPlus", []string{"a/b/", "a/b", "a/b//", "a/b/c"}, []string{"a/b/+"}, []string{"a/b/", "a/b/c"}},
+	{"TrailingSlashByHash", []string{"a/b/", "a/b", "a/b//", "a/bc"}, []string{"a/b/#"}, []string{"a/b/", "a/b", "a/b//"}},
+	{"FilterLongerThanTopic", []string{"a", "a/b", "b/c"}, []string{"a/b/c", "a/+/+", "+/+/+", "a/b/c/#", "a/b/+/#"}, nil},
+	{"FilterShorterThanTopic", []string{"a/b/c", "a/b/c/d", "x/y/z"}, []string{"a/b", "a", "+", "+/+", "a/+"}, nil},
+	{"HashAtEveryDepth", []string{"a", "a/b", "a/b/c", "a/b/c/d", "a/x/c"}, []string{"a/b/c/#"}, []string{"a/b/c", "a/b/c/d"}},
+	{"PlusAtDepth1", deep, []string{"+/b/c/d/e"}, []string{"a/b/c/d/e", "x/b/c/d/e"}},
+	{"PlusAtDepth2", deep, []string{"a/+/c/d/e"}, []string{"a/b/c/d/e", "a/x/c/d/e"}},
+	{"PlusAtDepth3", deep, []string{"a/b/+/d/e"}, []string{"a/b/c/d/e", "a/b/x/d/e"}},
+	{"PlusAtDepth4", deep, []string{"a/b/c/+/e"}, []string{"a/b/c/d/e", "a/b/c/x/e"}},
+	{"PlusAtDepth5", deep, []string{"a/b/c/d/+"}, []string{"a/b/c/d/e", "a/b/c/d/x", "a/b/c/d/"}},
 	{"UnicodeLevels", []string{"мир/温度/😀", "мир/x/😀", "мир"}, []string{"мир/+/😀"}, []string{"мир/温度/😀", "мир/x/😀"}},
 }
 

@@ -30,8 +30,72 @@ type Harness struct {
 	// Caps declares physical limits of the driver.
 	Caps Capabilities
 	// CaseTimeout bounds every case; 0 means 30 seconds. A driver that hangs fails
-	// the case at the deadline instead of hanging the test binary.
+	// the case at the deadline instead of hanging the test binary. The cleanups a
+	// hook registers with t.Cleanup (closing its stores) are bounded too: one that
+	// has not returned after CloseTimeout fails the case and is abandoned, so that a
+	// driver whose Close waits on a stuck callback cannot hang the test binary.
 	CaseTimeout time.Duration
+	// CloseTimeout bounds each cleanup a hook registered; 0 means 10 seconds.
+	CloseTimeout time.Duration
+	// PlantSchema, when not nil, makes the data of a new, isolated store recorded as
+	// written by schema version (as an SDK whose persistence.SchemaVersion is
+	// version would have left it: its SystemInfo, migration table or whatever the
+	// driver checks on open), then opens that data as a user would, with opts, and
+	// returns what opening returned. A store it returns is closed by a cleanup it
+	// registers. The Schema cases call it with versions newer than
+	// persistence.SchemaVersion, which must be refused with ErrSchemaVersion and no
+	// store, and with persistence.SchemaVersion, which must open. nil reports the
+	// Schema cases as not applicable: only a driver that keeps nothing across Close
+	// (as mem) may leave it nil.
+	PlantSchema func(t testing.TB, version uint32, opts ...persistence.OpenOption) (*persistence.Store, error)
+	// PageSize, when not 0, is the number of items the driver reads per page in
+	// its iterations. The Paging cases always try sizes around 128, 256, 512 and
+	// 1024; they add PageSize and its neighbours.
+	PageSize int
+}
+
+// closeTimeout is the bound of one cleanup registered by a hook.
+func (h Harness) closeTimeout() time.Duration {
+	if h.CloseTimeout > 0 {
+		return h.CloseTimeout
+	}
+	return 10 * time.Second
+}
+
+// boundedTB is the testing.TB the suite passes to the harness's hooks: its
+// Cleanup runs each cleanup in its own goroutine and gives up on it after the
+// harness's CloseTimeout, failing the test, so that a store whose Close blocks
+// forever (on a lock held by a stuck callback, say) cannot hang the test binary.
+type boundedTB struct {
+	testing.TB
+	bound time.Duration
+}
+
+func (h Harness) bounded(t testing.TB) testing.TB {
+	if b, ok := t.(boundedTB); ok {
+		return b
+	}
+	return boundedTB{TB: t, bound: h.closeTimeout()}
+}
+
+// Cleanup registers f to run, bounded, when the test ends.
+func (b boundedTB) Cleanup(f func()) {
+	t := b.TB
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		timer := time.NewTimer(b.bound)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			t.Errorf("a cleanup the harness registered (closing a store) did not return within %v: "+
+				"the driver's Close blocks, probably on a lock held by a stuck call or callback; abandoned", b.bound)
+		}
+	})
 }
 
 // Capabilities declares physical limits. They may only excuse sizes a backend cannot

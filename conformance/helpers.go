@@ -124,7 +124,7 @@ func runCase(t *testing.T, h Harness, body func(e *env)) {
 // newStore opens a new store with the case's clock. It must run on the test
 // goroutine.
 func (e *env) newStore() *persistence.Store {
-	p := e.h.New(e.t, persistence.WithClock(e.clock))
+	p := e.h.New(e.h.bounded(e.t), persistence.WithClock(e.clock))
 	if p == nil {
 		e.t.Fatal("Harness.New returned a nil store")
 	}
@@ -166,9 +166,9 @@ func (e *env) reopen(crash bool) {
 	var np *persistence.Store
 	e.onMain(func() {
 		if crash {
-			np = e.h.Crash(e.t, e.p, persistence.WithClock(e.clock))
+			np = e.h.Crash(e.h.bounded(e.t), e.p, persistence.WithClock(e.clock))
 		} else {
-			np = e.h.Reopen(e.t, e.p, persistence.WithClock(e.clock))
+			np = e.h.Reopen(e.h.bounded(e.t), e.p, persistence.WithClock(e.clock))
 		}
 	})
 	if np == nil {

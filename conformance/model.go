@@ -110,7 +110,7 @@ func runModelSequence(t *testing.T, h Harness, seed uint64, ops int, hung *bool)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	p := h.New(t)
+	p := h.New(h.bounded(t))
 	if p == nil {
 		t.Fatal("Harness.New returned a nil store")
 	}
@@ -145,9 +145,9 @@ func runModelSequence(t *testing.T, h Harness, seed uint64, ops int, hung *bool)
 		case req := <-reqs:
 			var np *persistence.Store
 			if req.crash {
-				np = h.Crash(t, req.old)
+				np = h.Crash(h.bounded(t), req.old)
 			} else {
-				np = h.Reopen(t, req.old)
+				np = h.Reopen(h.bounded(t), req.old)
 			}
 			if np == nil {
 				t.Fatalf("Harness.Reopen/Crash returned a nil store")

@@ -269,21 +269,19 @@ func errString(err error) string {
 	return fmt.Sprintf("%q", err.Error())
 }
 
-// sessionWant returns the acceptable errors of a session-scoped call on id: nil when
-// the session exists and the arguments are valid, otherwise the errors that apply (a
-// driver may check the arguments or the session first).
+// sessionWant returns the acceptable error of a session-scoped call on id: nil when
+// the session exists and the arguments are valid, ErrInvalidArgument for an invalid
+// argument (checked first, by the Store), otherwise ErrNotFound.
 func (r *modelRunner) sessionWant(id string, invalid bool) errKind {
-	var k errKind
-	if invalid {
-		k |= errInvalid
+	switch {
+	case invalid:
+		// The Store validates arguments before the driver sees the call, so an
+		// invalid argument is ErrInvalidArgument whether or not the session exists.
+		return errInvalid
+	case r.m.sessions[id] == nil:
+		return errNotFound
 	}
-	if r.m.sessions[id] == nil {
-		k |= errNotFound
-	}
-	if k == 0 {
-		k = errNil
-	}
-	return k
+	return errNil
 }
 
 // ---- sequence numbers ----

@@ -45,6 +45,11 @@ var areas = []area{
 	{"Concurrency", runConcurrency},
 	{"Batch", runBatch},
 	{"Bytes", runBytes},
+	{"SharedCommit", runSharedCommit},
+	{"Acks", runAcks},
+	{"Paging", runPaging},
+	{"Iterators", runIterators},
+	{"Schema", runSchema},
 	{"Model", runModel},
 	{"Durability", runDurability},
 }
