@@ -89,6 +89,7 @@ type Broker struct {
 	restored RestoreStats
 	stats    struct {
 		connected, connections, in, out, dropped, storageErrors atomic.Int64
+		storeOps, storeNanos                                    atomic.Int64 // fan-out commits and their total time
 	}
 	idSeq atomic.Uint64
 }
@@ -141,6 +142,12 @@ func (b *Broker) storeCtx() (context.Context, context.CancelFunc) {
 func (b *Broker) storageError(op, client string, err error) {
 	b.stats.storageErrors.Add(1)
 	b.log.Error("broker: storage error", "op", op, "client", client, "err", err)
+}
+
+// observeStore records how long one fan-out commit took.
+func (b *Broker) observeStore(d time.Duration) {
+	b.stats.storeOps.Add(1)
+	b.stats.storeNanos.Add(int64(d))
 }
 
 // Restored reports what New restored.

@@ -36,7 +36,7 @@ type session struct {
 	queued      int   // messages committed to ClassQoS12 (stored) or in memQueue
 	queuedBytes int64 // their encoded size
 	pendingQ    int   // appends to ClassQoS12 reserved by a batch not yet committed
-	memQueue    []*persistence.PersistedPacket
+	memQueue    []queuedMsg // the queue of a session that is not stored
 
 	// acked holds the ClassUnAck sequence numbers of flights the client has
 	// acknowledged but whose deletion is not committed yet. Deleting them one
@@ -60,8 +60,17 @@ type flight struct {
 	pid      uint16
 	qos      byte
 	rel      bool // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
-	pkt      *persistence.PersistedPacket
-	reserved bool // the append that puts it in flight is not committed yet
+	pkt      *persistence.PersistedPacket // the stored record (stored sessions, or a PUBREL)
+	msg      *wireMsg                     // the message; nil for a restored flight until redelivered
+	share    *shareGroup                  // the shared subscription it was sent for, if any
+	reserved bool                         // the append that puts it in flight is not committed yet
+}
+
+// queuedMsg is a message in the memory queue of a session that is not stored.
+type queuedMsg struct {
+	m     *wireMsg
+	share *shareGroup
+	size  int // what it counts against the queue's byte limit
 }
 
 func newSession(id string) *session {
