@@ -397,4 +397,3 @@ func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
 		b.stats.out.Add(1)
 	}
 }
-

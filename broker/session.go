@@ -33,9 +33,9 @@ type session struct {
 	nextPID  uint16
 	localSeq uint64 // orders flights of sessions that are not stored
 
-	queued      int   // messages committed to ClassQoS12 (stored) or in memQueue
-	queuedBytes int64 // their encoded size
-	pendingQ    int   // appends to ClassQoS12 reserved by a batch not yet committed
+	queued      int         // messages committed to ClassQoS12 (stored) or in memQueue
+	queuedBytes int64       // their encoded size
+	pendingQ    int         // appends to ClassQoS12 reserved by a batch not yet committed
 	memQueue    []queuedMsg // the queue of a session that is not stored
 
 	// acked holds the ClassUnAck sequence numbers of flights the client has
@@ -59,7 +59,7 @@ type flight struct {
 	seq      uint64 // in ClassUnAck (or localSeq); 0 while its batch is not committed
 	pid      uint16
 	qos      byte
-	rel      bool // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
+	rel      bool                         // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
 	pkt      *persistence.PersistedPacket // the stored record (stored sessions, or a PUBREL)
 	msg      *wireMsg                     // the message; nil for a restored flight until redelivered
 	share    *shareGroup                  // the shared subscription it was sent for, if any
