@@ -103,7 +103,7 @@ func dial5(t *testing.T, addr string, cp *paho.Connect) (*v5, *paho.Connack, err
 func dial3(t *testing.T, addr, id, user, pw string) (mqtt.Client, chan mqtt.Message, byte) {
 	t.Helper()
 	msgs := make(chan mqtt.Message, 100)
-	o := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetUsername(user).SetPassword(pw).
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(user).SetPassword(pw).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(wait).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { msgs <- m })
 	c := mqtt.NewClient(o)
