@@ -30,6 +30,12 @@ type Options struct {
 	// Clock is where the broker reads the time for every stored timestamp and
 	// deadline; nil means time.Now. Timers still run on real time.
 	Clock func() time.Time
+	// SysInterval is how often the $SYS/broker/... statistics are published
+	// (clients connected, messages received, sent, dropped, queued and in
+	// flight, store errors, commits and mean commit latency); 0 means
+	// DefaultSysInterval, a negative value turns them off. A client
+	// subscribing to them gets the current values at once, flagged retained.
+	SysInterval time.Duration
 }
 
 // RestoreStats reports what New restored from the store.
@@ -86,8 +92,15 @@ type Broker struct {
 	shutOnce   sync.Once
 	shutErr    error
 
-	restored RestoreStats
-	stats    struct {
+	restored    RestoreStats
+	started     time.Time
+	sysInterval time.Duration
+	sysMu       sync.Mutex
+	// sysLastOps and sysLastNanos are the store counters at the last periodic
+	// $SYS publication.
+	sysLastOps, sysLastNanos int64
+
+	stats struct {
 		connected, connections, in, out, dropped, storageErrors atomic.Int64
 		storeOps, storeNanos                                    atomic.Int64 // fan-out commits and their total time
 	}
@@ -128,6 +141,15 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	b.bg.Add(1)
 	go b.expiryLoop()
+	b.started = time.Now()
+	b.sysInterval = opts.SysInterval
+	if b.sysInterval == 0 {
+		b.sysInterval = DefaultSysInterval
+	}
+	if b.sysInterval > 0 {
+		b.bg.Add(1)
+		go b.sysLoop(b.sysInterval)
+	}
 	return b, nil
 }
 

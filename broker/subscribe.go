@@ -214,6 +214,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) bool {
 			continue
 		}
 		b.sendRetained(s, sub)
+		b.sendSys(s, sub)
 	}
 	return true
 }
