@@ -26,6 +26,9 @@ func main() {
 }
 
 func mainErr(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return passwdCommand(args[1:], stdin, stderr)
+	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
@@ -42,9 +45,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
 	fs.IntVar(&cfg.SelfCheckMessages, "selfcheck-messages", 100, "messages the self-check publishes")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	registerAccessFlags(fs, &cfg.Access)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg.Access.noteSetFlags(fs)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "demo: unexpected arguments %q\n", fs.Args())
 		return 2

@@ -30,6 +30,7 @@ type config struct {
 	SelfCheck         bool
 	SelfCheckMessages int
 	Logger            *slog.Logger
+	Access            accessConfig // flags_access.go
 }
 
 func (c config) limits() broker.Limits {
@@ -101,7 +102,11 @@ func startBroker(ctx context.Context, cfg config, store persistence.Provider) (*
 		return nil, err
 	}
 	began := time.Now()
-	b, err := broker.New(ctx, broker.Options{Store: store, Logger: cfg.logger(), TLSConfig: tlsConf, Limits: cfg.limits()})
+	opts := broker.Options{Store: store, Logger: cfg.logger(), TLSConfig: tlsConf, Limits: cfg.limits()}
+	if err := cfg.Access.apply(ctx, &opts, cfg.logger()); err != nil {
+		return nil, err
+	}
+	b, err := broker.New(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +168,11 @@ func run(ctx context.Context, cfg config, ready chan<- net.Addr) (err error) {
 	log.Info("demo: listening", "addr", l.Addr().String(), "tls", cfg.TLSCert != "")
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(l) }()
+	if _, err := cfg.Access.serveWebsocket(b, log); err != nil {
+		b.Close()
+		<-served
+		return err
+	}
 	if ready != nil {
 		ready <- l.Addr()
 	}
