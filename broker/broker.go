@@ -104,7 +104,8 @@ type Broker struct {
 		connected, connections, in, out, dropped, storageErrors atomic.Int64
 		storeOps, storeNanos                                    atomic.Int64 // fan-out commits and their total time
 	}
-	idSeq atomic.Uint64
+	idSeq     atomic.Uint64
+	storeCtxs atomic.Pointer[sharedCtx]
 }
 
 // New restores the broker's state from opts.Store — every session, subscription,
@@ -155,9 +156,33 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 
 func (b *Broker) now() time.Time { return b.opts.Clock() }
 
-// storeCtx returns the context for one store call.
+// storeCtxRenew is how long one shared store context is handed out.
+const storeCtxRenew = time.Second
+
+// sharedCtx is a store context shared by the store calls that start within
+// storeCtxRenew of its creation.
+type sharedCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc // called by its own deadline, or with the broker's
+	born   time.Time
+}
+
+func noCancel() {}
+
+// storeCtx returns the context for one store call: it ends with the broker, and
+// between storeTimeout and storeTimeout+storeCtxRenew after the call starts.
+// Calls share one context per storeCtxRenew, so the hot path does not allocate
+// a context and a timer per store call; the returned cancel func is a no-op
+// the caller may still defer.
 func (b *Broker) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(b.ctx, storeTimeout)
+	now := time.Now()
+	if sc := b.storeCtxs.Load(); sc != nil && now.Sub(sc.born) < storeCtxRenew {
+		return sc.ctx, noCancel
+	}
+	sc := &sharedCtx{born: now}
+	sc.ctx, sc.cancel = context.WithTimeout(b.ctx, storeTimeout+storeCtxRenew)
+	b.storeCtxs.Store(sc)
+	return sc.ctx, noCancel
 }
 
 // storageError counts and logs a failed store call; callers then tell the client.

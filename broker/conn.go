@@ -256,6 +256,9 @@ func (c *conn) sendItem(it outItem, droppable bool) bool {
 
 // sendPacket encodes p for the connection and queues it.
 func (c *conn) sendPacket(p packet.Packet) bool {
+	if first, pid, ok := shortAck(p); ok {
+		return c.sendItem(outItem{ack: first, pid: pid}, false)
+	}
 	b, err := packet.Encode(nil, p, c.version)
 	if err != nil {
 		c.b.log.Error("broker: cannot encode packet", "client", c.info.ID, "type", p.Type(), "err", err)
@@ -286,6 +289,11 @@ func (c *conn) writeLoop() {
 				c.b.log.Error("broker: cannot encode PUBLISH", "client", c.info.ID, "err", err)
 				err = nil
 			}
+		case it.ack != 0:
+			bw.WriteByte(it.ack)
+			bw.WriteByte(2)
+			bw.WriteByte(byte(it.pid >> 8))
+			err = bw.WriteByte(byte(it.pid))
 		case it.patch:
 			err = writePatched(bw, it.b, it.pid, it.dup)
 		default:

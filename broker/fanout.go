@@ -99,7 +99,8 @@ func (v *variants) build(qos byte, retain bool, ids []uint32) *wireMsg {
 // the publisher is acknowledged. msg is not changed and must not be afterwards.
 func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
 	var batch persistence.Batch
-	plans := make([]plan, 0, len(targets))
+	var planBuf [4]plan
+	plans := planBuf[:0]
 	vs := variants{msg: msg, expireAt: expireAt}
 	for i := range targets {
 		t := &targets[i]

@@ -128,6 +128,7 @@ type outItem struct {
 	pid   uint16
 	dup   bool
 	patch bool // b is a QoS 1/2 PUBLISH whose packet id and DUP flag are pid and dup
+	ack   byte // non-zero: a successful PUBACK/PUBREC/PUBREL/PUBCOMP with this first byte, for pid
 }
 
 // errBadPublish reports shared PUBLISH bytes the writer cannot patch, which only
@@ -151,6 +152,25 @@ func publishPIDOffset(b []byte) (int, error) {
 	}
 	return off, nil
 }
+
+// shortAck returns the first byte of p when p is an acknowledgement that is
+// encoded in four bytes (success, no properties) the same way in every version,
+// so the writer can write it without an encoded copy.
+func shortAck(p packet.Packet) (byte, uint16, bool) {
+	switch p := p.(type) {
+	case *packet.Puback:
+		return 0x40, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubrec:
+		return 0x50, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubrel:
+		return 0x62, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubcomp:
+		return 0x70, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	}
+	return 0, 0, false
+}
+
+func emptyAckProps(p *packet.Properties) bool { return p.ReasonString == "" && len(p.User) == 0 }
 
 // writePatched writes the shared encoding b with packet id pid and the DUP flag.
 func writePatched(bw *bufio.Writer, b []byte, pid uint16, dup bool) error {
