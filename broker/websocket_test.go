@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +73,17 @@ func serveWebsocket(t *testing.T, e *env) string {
 	return l.Addr().String()
 }
 
+// lockedConn makes paho.golang write each packet under one lock: it writes a
+// packet in several Write calls (header, then each part) and relies on the
+// connection being a sync.Locker to keep concurrent packets apart. Over TCP the
+// parts of two packets cannot interleave within one writev; over a WebSocket
+// NetConn each Write is a message of its own, and without the lock a PINGREQ or
+// acknowledgement can land inside another packet.
+type lockedConn struct {
+	net.Conn
+	sync.Mutex
+}
+
 // dialWebsocketV5 connects paho.golang over a WebSocket made with coder/websocket.
 func dialWebsocketV5(t *testing.T, url string, hc *http.Client, cp *paho.Connect) *v5client {
 	t.Helper()
@@ -81,7 +93,7 @@ func dialWebsocketV5(t *testing.T, url string, hc *http.Client, cp *paho.Connect
 	if err != nil {
 		t.Fatalf("websocket dial: %v", err)
 	}
-	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	nc := &lockedConn{Conn: websocket.NetConn(context.Background(), ws, websocket.MessageBinary)}
 	v := &v5client{msgs: make(chan *paho.Publish, 100)}
 	v.c = paho.NewClient(paho.ClientConfig{Conn: nc, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) { v.msgs <- pr.Packet; return true, nil }}})
