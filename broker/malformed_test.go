@@ -36,6 +36,8 @@ func TestMalformed(t *testing.T) {
 		{"v5 topic alias above maximum", packet.Version5, []byte{0x30, 0x07, 0x00, 0x01, 'a', 0x03, 0x23, 0x01, 0x00}, packet.TopicAliasInvalid},
 		{"v5 unknown topic alias", packet.Version5, []byte{0x30, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x05}, packet.ProtocolError},
 		{"v5 wildcard topic", packet.Version5, []byte{0x30, 0x04, 0x00, 0x01, '#', 0x00}, packet.TopicNameInvalid},
+		{"v5 PUBLISH with subscription id", packet.Version5, []byte{0x30, 0x06, 0x00, 0x01, 'a', 0x02, 0x0B, 0x01}, packet.ProtocolError},
+		{"v5 wildcard response topic", packet.Version5, []byte{0x30, 0x08, 0x00, 0x01, 'a', 0x04, 0x08, 0x00, 0x01, '+'}, packet.ProtocolError},
 		{"v5 second CONNECT", packet.Version5, mustEncode(t, &packet.Connect{ProtocolVersion: 5, ClientID: "x"}), packet.ProtocolError},
 		{"v311 reserved type", packet.Version311, []byte{0x00, 0x00}, 0},
 		{"v311 bad UTF-8 topic", packet.Version311, []byte{0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 'x'}, 0},

@@ -34,6 +34,14 @@ func (c *conn) handlePublish(p *packet.Publish) bool {
 		c.close(dispLost, packet.TopicNameInvalid)
 		return false
 	}
+	if v5 && len(p.Properties.SubscriptionIDs) > 0 {
+		c.protocolError("PUBLISH from a client with a subscription identifier") // [MQTT-3.3.4-6]
+		return false
+	}
+	if rt := p.Properties.ResponseTopic; rt != "" && persistence.ValidTopic(rt) != nil {
+		c.protocolError("Response Topic with wildcards") // MQTT 5.0 3.3.2.3.5
+		return false
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.incoming[p.PacketID]
