@@ -78,3 +78,52 @@ func benchPublish(b *testing.B, k storeKind, subs int) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkPublishPipelined sends QoS 1 publishes in bursts of 16 (one write) and
+// then reads their 16 PUBACKs, through the broker to one online persistent
+// subscriber on the in-memory store; per message. It shows what answering a
+// burst costs, where coalescing the answers into few writes matters.
+func BenchmarkPublishPipelined(b *testing.B) {
+	e := newEnv(b, storeKinds()[0], broker.Options{Limits: broker.Limits{ReceiveMaximum: 64}})
+	sub := dialRaw(b, e.addr, packet.Version5)
+	sub.connect(&packet.Connect{ClientID: "bsub", Properties: packet.Properties{SessionExpiry: u32(3600)}})
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.SubscribeOption{{Filter: "bench/#", QoS: 1}}})
+	sub.must()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			p, err := sub.read()
+			if err != nil {
+				return
+			}
+			if pub, ok := p.(*packet.Publish); ok {
+				ack, _ := packet.Encode(nil, &packet.Puback{PacketID: pub.PacketID}, packet.Version5)
+				sub.nc.Write(ack)
+			}
+		}
+	}()
+	pub := dialRaw(b, e.addr, packet.Version5)
+	pub.connect(&packet.Connect{ClientID: "bpub", CleanStart: true})
+	payload := make([]byte, 256)
+	const burst = 16
+	var buf []byte
+	b.ResetTimer()
+	for i := 0; i < b.N; i += burst {
+		buf = buf[:0]
+		for j := range burst {
+			buf, _ = packet.Encode(buf, &packet.Publish{Topic: "bench/x", QoS: 1, PacketID: uint16(j + 1), Payload: payload}, packet.Version5)
+		}
+		pub.write(buf)
+		for range burst {
+			if _, ok := pub.must().(*packet.Puback); !ok {
+				b.Fatal("no PUBACK")
+			}
+		}
+	}
+	b.StopTimer()
+	pub.nc.Close()
+	sub.nc.Close()
+	wg.Wait()
+}

@@ -259,3 +259,52 @@ func TestSubscribeEffectiveOnArrival(t *testing.T) {
 		}
 	})
 }
+
+// TestPipelinedPublishes: a client that sends many publishes at once gets every
+// acknowledgement, in order (the writer holds its flush while the reader has
+// more packets in hand, and must still answer them all).
+func TestPipelinedPublishes(t *testing.T) {
+	eachFastStore(t, func(t *testing.T, k storeKind) {
+		e := newEnv(t, k, broker.Options{Limits: broker.Limits{ReceiveMaximum: 500}})
+		sub := dialV5(t, e.addr, &paho.Connect{ClientID: "sub", CleanStart: true})
+		sub.sub(t, paho.SubscribeOptions{Topic: "pipe/#", QoS: 1})
+		raw := dialRaw(t, e.addr, packet.Version5)
+		raw.connect(&packet.Connect{ClientID: "pipe", CleanStart: true})
+		const n = 300
+		var burst []byte
+		for i := range n {
+			b, err := packet.Encode(nil, &packet.Publish{Topic: "pipe/x", QoS: byte(1 + i%2), PacketID: uint16(i + 1), Payload: []byte{byte(i)}}, packet.Version5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			burst = append(burst, b...)
+		}
+		raw.write(burst)
+		// Every PUBACK and PUBREC, in order; PUBCOMPs come after the PUBRELs,
+		// which follow the burst.
+		for i, comps := 0, 0; i < n || comps < n/2; {
+			switch p := raw.must().(type) {
+			case *packet.Puback:
+				if i >= n || p.PacketID != uint16(i+1) || i%2 != 0 {
+					t.Fatalf("ack %d: PUBACK %d", i, p.PacketID)
+				}
+				i++
+			case *packet.Pubrec:
+				if i >= n || p.PacketID != uint16(i+1) || i%2 != 1 {
+					t.Fatalf("ack %d: PUBREC %d", i, p.PacketID)
+				}
+				raw.send(&packet.Pubrel{PacketID: p.PacketID})
+				i++
+			case *packet.Pubcomp:
+				comps++
+			default:
+				t.Fatalf("unexpected %T", p)
+			}
+		}
+		for i := range n {
+			if m := sub.recv(t); m.Payload[0] != byte(i) {
+				t.Fatalf("message %d: payload %d", i, m.Payload[0])
+			}
+		}
+	})
+}
