@@ -82,7 +82,8 @@ func benchPublish(b *testing.B, k storeKind, subs int) {
 // BenchmarkPublishPipelined sends QoS 1 publishes in bursts of 16 (one write) and
 // then reads their 16 PUBACKs, through the broker to one online persistent
 // subscriber on the in-memory store; per message. It shows what answering a
-// burst costs, where coalescing the answers into few writes matters.
+// burst costs: the writer coalesces whatever is queued when it wakes into one
+// write(2) (measured with perf: about 5k broker writes for 64k packets).
 func BenchmarkPublishPipelined(b *testing.B) {
 	e := newEnv(b, storeKinds()[0], broker.Options{Limits: broker.Limits{ReceiveMaximum: 64}})
 	sub := dialRaw(b, e.addr, packet.Version5)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -56,11 +55,6 @@ type conn struct {
 	aliasIn  map[uint16]string // topic aliases the client set, by alias
 	out      chan outItem
 	kick     chan struct{}
-	// corked is set while the reader handles packets that were already in its
-	// buffer: more answers are coming, so the writer holds its flush (at most
-	// corkWait) until uncork says the buffer is empty.
-	corked   atomic.Bool
-	uncork   chan struct{}
 	done     chan struct{} // closed when the connection starts closing
 	finished chan struct{} // closed when the session is detached and goroutines ended
 
@@ -75,7 +69,7 @@ func (b *Broker) serveConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	c := &conn{
 		b: b, nc: nc, br: bufio.NewReaderSize(nc, 4096), ctx: ctx, cancel: cancel,
-		out: make(chan outItem, outQueue), kick: make(chan struct{}, 1), uncork: make(chan struct{}, 1),
+		out: make(chan outItem, outQueue), kick: make(chan struct{}, 1),
 		done: make(chan struct{}), finished: make(chan struct{}),
 		info: ClientInfo{RemoteAddr: nc.RemoteAddr().String()},
 	}
@@ -134,15 +128,6 @@ func (c *conn) readLoop() {
 		if err != nil {
 			c.readError(err)
 			return
-		}
-		if c.br.Buffered() > 0 {
-			c.corked.Store(true)
-		} else if c.corked.Load() {
-			c.corked.Store(false)
-			select {
-			case c.uncork <- struct{}{}:
-			default:
-			}
 		}
 		if !c.handle(p) {
 			return
@@ -320,55 +305,21 @@ func (c *conn) writeLoop() {
 		}
 		return true
 	}
-	cork := time.NewTimer(time.Hour)
-	cork.Stop()
-	defer cork.Stop()
-	// drain writes whatever is queued without blocking.
-	drain := func() bool {
-		for {
-			select {
-			case it := <-c.out:
-				if !write(it) {
-					return false
-				}
-			default:
-				return true
-			}
-		}
-	}
 	for {
 		select {
 		case it := <-c.out:
 			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if !write(it) || !drain() {
+			if !write(it) {
 				return
 			}
-			if c.corked.Load() {
-				// The reader has more packets in hand, whose answers would
-				// each cost a write(2) of their own: wait for them.
-				cork.Reset(corkWait)
-			wait:
-				for c.corked.Load() {
-					select {
-					case it := <-c.out:
-						if !write(it) || !drain() {
-							return
-						}
-					case <-c.uncork:
-					case <-cork.C:
-						break wait
-					case <-c.done:
-						break wait
+			for more := true; more; {
+				select {
+				case it := <-c.out:
+					if !write(it) {
+						return
 					}
-				}
-				if !cork.Stop() {
-					select {
-					case <-cork.C:
-					default:
-					}
-				}
-				if !drain() {
-					return
+				default:
+					more = false
 				}
 			}
 			if err := bw.Flush(); err != nil {
@@ -402,10 +353,6 @@ func closeWrite(nc net.Conn) {
 		cw.CloseWrite()
 	}
 }
-
-// corkWait bounds how long the writer holds a flush while the reader is
-// handling packets it has already read (see conn.corked).
-const corkWait = 500 * time.Microsecond
 
 // lingerTime bounds how long a closing connection keeps reading (and
 // discarding) what the client still sends, after the broker's last packet.

@@ -261,8 +261,7 @@ func TestSubscribeEffectiveOnArrival(t *testing.T) {
 }
 
 // TestPipelinedPublishes: a client that sends many publishes at once gets every
-// acknowledgement, in order (the writer holds its flush while the reader has
-// more packets in hand, and must still answer them all).
+// acknowledgement, in order.
 func TestPipelinedPublishes(t *testing.T) {
 	eachFastStore(t, func(t *testing.T, k storeKind) {
 		e := newEnv(t, k, broker.Options{Limits: broker.Limits{ReceiveMaximum: 500}})
