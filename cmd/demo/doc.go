@@ -5,6 +5,11 @@
 //	go run ./cmd/demo -store badger://./data/badger     # any registered driver
 //	go run ./cmd/demo -store 'postgres://u:p@127.0.0.1/db?schema=mqtt'
 //	go run ./cmd/demo -selfcheck -store bolt:///tmp/check.db
+//	echo pw | go run ./cmd/demo passwd ./data/passwd alice    # add a user (bcrypt)
+//	go run ./cmd/demo -password-file ./data/passwd -acl-file ./data/acl -ws-listen 127.0.0.1:8080
+//
+// Access control (password and ACL files, reloaded on SIGHUP), the WebSocket
+// listener, $SYS and the keepalive cap are set by the flags in flags_access.go.
 //
 // It logs with log/slog which driver it opened, the address it listens on and what
 // the broker restored (sessions, subscriptions, queued and in-flight messages,
