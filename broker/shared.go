@@ -2,7 +2,9 @@ package broker
 
 // Shared subscriptions ("$share/group/filter", MQTT 5.0 4.8.2; also accepted from
 // 3.1.1 clients): each message matching a group goes to one member, chosen by
-// pickMember. What happens to a member's unacknowledged messages when it leaves:
+// pickMember (members take turns; one that can take the message at once comes
+// before one that would have to queue it, and an online one before an offline
+// one). What happens to a member's unacknowledged messages when it leaves:
 //
 //   - A member whose session outlives its connection keeps them: they are
 //     stored in its session, and redelivered when it reconnects (the

@@ -241,3 +241,32 @@ func TestSharedSubscriptionErrors(t *testing.T) {
 		t.Fatalf("No Local on a shared subscription: DISCONNECT %v, want protocol error", rc)
 	}
 }
+
+// TestSharedSubscriptionSkipsBusyMember: a member whose in-flight window is full
+// is passed over while another member can take messages at once.
+func TestSharedSubscriptionSkipsBusyMember(t *testing.T) {
+	e := newEnv(t, storeKinds()[0], broker.Options{})
+	// The raw member allows two messages in flight and never acknowledges.
+	raw := dialRaw(t, e.addr, packet.Version5)
+	raw.connect(&packet.Connect{ClientID: "slow", CleanStart: true, Properties: packet.Properties{ReceiveMaximum: u16(2)}})
+	raw.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.SubscribeOption{{Filter: "$share/b/busy/#", QoS: 1}}})
+	raw.must()
+	fast := dialV5(t, e.addr, &paho.Connect{ClientID: "fast", CleanStart: true})
+	fast.sub(t, paho.SubscribeOptions{Topic: "$share/b/busy/#", QoS: 1})
+	p := dialV5(t, e.addr, &paho.Connect{ClientID: "p", CleanStart: true})
+	const n = 12
+	for i := range n {
+		p.pub(t, &paho.Publish{Topic: "busy/x", QoS: 1, Payload: []byte(fmt.Sprint(i))})
+	}
+	// With plain turns the slow member would hold half; it holds its window.
+	for range 2 {
+		if _, ok := raw.must().(*packet.Publish); !ok {
+			t.Fatal("slow member: no PUBLISH")
+		}
+	}
+	for i := range n - 2 {
+		if m := fast.recv(t); m == nil {
+			t.Fatalf("fast member: message %d missing", i)
+		}
+	}
+}

@@ -72,16 +72,18 @@ func (b *Broker) match(from, topic string, qos byte) []target {
 }
 
 // pickMember chooses the member of share group g that gets the next message:
-// members take turns, an online member before any offline one, and an offline
-// member only if its session is stored (it gets the message when it comes back).
-// except is left out (a member whose messages are being handed on).
+// members take turns, and the turn skips to the first member that can take
+// the message at once (online, with room in its in-flight window and nothing
+// queued); failing that, an online member queues it, and failing that an
+// offline member whose session is stored (it gets the message when it comes
+// back). except is left out (a member whose messages are being handed on).
 func (b *Broker) pickMember(g *shareGroup, members []*session, qos byte, except *session) (target, bool) {
 	n := len(members)
 	if n == 0 {
 		return target{}, false
 	}
 	start := int(g.next.Add(1))
-	var fallback *target
+	var busy, offline *target
 	for i := range n {
 		s := members[(start+i)%n]
 		if s == except {
@@ -90,6 +92,7 @@ func (b *Broker) pickMember(g *shareGroup, members []*session, qos byte, except 
 		s.mu.Lock()
 		sub, ok := s.subs[g.key]
 		online := s.conn != nil && s.ready
+		room := online && (qos == 0 || (!s.hasQueue() && len(s.inflight) < s.conn.window))
 		usable := ok && !s.gone && (online || s.stored)
 		s.mu.Unlock()
 		if !usable {
@@ -99,15 +102,20 @@ func (b *Broker) pickMember(g *shareGroup, members []*session, qos byte, except 
 		if sub.ID != 0 {
 			t.ids = []uint32{sub.ID}
 		}
-		if online {
+		switch {
+		case room:
 			return t, true
-		}
-		if fallback == nil {
-			fallback = &t
+		case online && busy == nil:
+			busy = &t
+		case !online && offline == nil:
+			offline = &t
 		}
 	}
-	if fallback != nil {
-		return *fallback, true
+	if busy != nil {
+		return *busy, true
+	}
+	if offline != nil {
+		return *offline, true
 	}
 	return target{}, false
 }
