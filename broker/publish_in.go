@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -118,7 +119,9 @@ func (c *conn) resolveAlias(p *packet.Publish) bool {
 		if c.aliasIn == nil {
 			c.aliasIn = map[uint16]string{}
 		}
-		c.aliasIn[a] = p.Topic
+		// A copy: the topic shares the packet's whole body, which the alias
+		// must not keep alive.
+		c.aliasIn[a] = strings.Clone(p.Topic)
 		return true
 	}
 	t, ok := c.aliasIn[a]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,14 +192,20 @@ func writePatched(bw *bufio.Writer, b []byte, pid uint16, dup bool) error {
 }
 
 // aliases is the writer's side of server-to-client topic aliases: the topics it
-// gave an alias on this connection, up to the client's Topic Alias Maximum.
-// Aliases are handed out first come, first served and kept for the connection;
-// once they are all taken, other topics are sent in full.
+// gave an alias on this connection, up to the client's Topic Alias Maximum and
+// at most maxServerAliases. Aliases are handed out first come, first served and
+// kept for the connection; once they are all taken, other topics are sent in
+// full.
 type aliases struct {
 	max     uint16
 	byTopic map[string]uint16
 	scratch []byte
 }
+
+// maxServerAliases bounds the topic aliases the broker gives one client,
+// whatever Topic Alias Maximum the client allows, so that a client cannot make
+// it keep tens of thousands of topics.
+const maxServerAliases = 1024
 
 // encode encodes pub (a copy the writer may change) with an alias for its topic.
 func (a *aliases) encode(pub *packet.Publish) ([]byte, error) {
@@ -207,7 +214,7 @@ func (a *aliases) encode(pub *packet.Publish) ([]byte, error) {
 		pub.Properties.TopicAlias = &al
 		return a.encodeScratch(pub)
 	}
-	if len(a.byTopic) >= int(a.max) {
+	if len(a.byTopic) >= int(min(a.max, maxServerAliases)) {
 		return a.encodeScratch(pub)
 	}
 	al := uint16(len(a.byTopic) + 1)
@@ -217,7 +224,7 @@ func (a *aliases) encode(pub *packet.Publish) ([]byte, error) {
 		if a.byTopic == nil {
 			a.byTopic = map[string]uint16{}
 		}
-		a.byTopic[pub.Topic] = al
+		a.byTopic[strings.Clone(pub.Topic)] = al // not the message's memory
 	}
 	return b, err
 }
