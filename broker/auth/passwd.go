@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -63,19 +64,26 @@ func (p Passwords) Check(user string, password []byte) bool {
 	hash, ok := p[user]
 	if !ok {
 		// Same work as for a known user, so timing does not tell users apart.
-		bcrypt.CompareHashAndPassword(dummyHash, password)
+		bcrypt.CompareHashAndPassword(dummyHash(), password)
 		return false
 	}
 	return bcrypt.CompareHashAndPassword(hash, password) == nil
 }
 
-// dummyHash is compared against for unknown users.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("unknown user"), bcrypt.DefaultCost)
+// hashCost is the bcrypt cost of new hashes; the package's tests lower it.
+var hashCost = bcrypt.DefaultCost
+
+// dummyHash is compared against for unknown users; made on first use, so that
+// importing the package costs nothing.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("unknown user"), hashCost)
+	return h
+})
 
 // HashPassword returns the bcrypt hash (default cost) of password for a
 // password file.
 func HashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), hashCost)
 	if err != nil {
 		return "", fmt.Errorf("auth: hashing password: %w", err)
 	}
