@@ -24,7 +24,8 @@ type Hooks struct {
 	AuthorizePublish func(ctx context.Context, c ClientInfo, topic string, qos byte, retain bool) error
 	// AuthorizeSubscribe is called for each topic filter of a SUBSCRIBE and may
 	// lower the granted QoS. A non-nil error refuses that filter (SUBACK 0x87 in
-	// 5.0, 0x80 in 3.1.1).
+	// 5.0, 0x80 in 3.1.1). A shared subscription's filter is passed whole
+	// ("$share/group/filter").
 	AuthorizeSubscribe func(ctx context.Context, c ClientInfo, filter string, qos byte) (grantedQoS byte, err error)
 }
 

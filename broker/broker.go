@@ -30,6 +30,12 @@ type Options struct {
 	// Clock is where the broker reads the time for every stored timestamp and
 	// deadline; nil means time.Now. Timers still run on real time.
 	Clock func() time.Time
+	// SysInterval is how often the $SYS/broker/... statistics are published
+	// (clients connected, messages received, sent, dropped, queued and in
+	// flight, store errors, commits and mean commit latency); 0 means
+	// DefaultSysInterval, a negative value turns them off. A client
+	// subscribing to them gets the current values at once, flagged retained.
+	SysInterval time.Duration
 }
 
 // RestoreStats reports what New restored from the store.
@@ -86,11 +92,19 @@ type Broker struct {
 	shutOnce   sync.Once
 	shutErr    error
 
-	restored RestoreStats
-	stats    struct {
+	restored    RestoreStats
+	started     time.Time
+	sysInterval time.Duration
+	sysMu       sync.Mutex
+	// sysLastOps and sysLastNanos are the store counters at the last periodic
+	// $SYS publication.
+	sysLastOps, sysLastNanos int64
+
+	stats struct {
 		connected, connections, in, out, dropped, storageErrors atomic.Int64
+		storeOps, storeNanos                                    atomic.Int64 // fan-out commits and their total time
 	}
-	idSeq atomic.Uint64
+	storeCtxs atomic.Pointer[sharedCtx]
 }
 
 // New restores the broker's state from opts.Store — every session, subscription,
@@ -127,20 +141,59 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	b.bg.Add(1)
 	go b.expiryLoop()
+	b.started = time.Now()
+	b.sysInterval = opts.SysInterval
+	if b.sysInterval == 0 {
+		b.sysInterval = DefaultSysInterval
+	}
+	if b.sysInterval > 0 {
+		b.bg.Add(1)
+		go b.sysLoop(b.sysInterval)
+	}
 	return b, nil
 }
 
 func (b *Broker) now() time.Time { return b.opts.Clock() }
 
-// storeCtx returns the context for one store call.
+// storeCtxRenew is how long one shared store context is handed out.
+const storeCtxRenew = time.Second
+
+// sharedCtx is a store context shared by the store calls that start within
+// storeCtxRenew of its creation.
+type sharedCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc // called by its own deadline, or with the broker's
+	born   time.Time
+}
+
+func noCancel() {}
+
+// storeCtx returns the context for one store call: it ends with the broker, and
+// between storeTimeout and storeTimeout+storeCtxRenew after the call starts.
+// Calls share one context per storeCtxRenew, so the hot path does not allocate
+// a context and a timer per store call; the returned cancel func is a no-op
+// the caller may still defer.
 func (b *Broker) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(b.ctx, storeTimeout)
+	now := time.Now()
+	if sc := b.storeCtxs.Load(); sc != nil && now.Sub(sc.born) < storeCtxRenew {
+		return sc.ctx, noCancel
+	}
+	sc := &sharedCtx{born: now}
+	sc.ctx, sc.cancel = context.WithTimeout(b.ctx, storeTimeout+storeCtxRenew)
+	b.storeCtxs.Store(sc)
+	return sc.ctx, noCancel
 }
 
 // storageError counts and logs a failed store call; callers then tell the client.
 func (b *Broker) storageError(op, client string, err error) {
 	b.stats.storageErrors.Add(1)
 	b.log.Error("broker: storage error", "op", op, "client", client, "err", err)
+}
+
+// observeStore records how long one fan-out commit took.
+func (b *Broker) observeStore(d time.Duration) {
+	b.stats.storeOps.Add(1)
+	b.stats.storeNanos.Add(int64(d))
 }
 
 // Restored reports what New restored.

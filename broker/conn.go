@@ -51,7 +51,9 @@ type conn struct {
 	window   int    // outbound in-flight limit
 	maxOut   uint32 // client's maximum packet size, 0 = protocol maximum
 	keepDur  time.Duration
-	out      chan []byte
+	aliasOut uint16            // client's Topic Alias Maximum: aliases the writer may give
+	aliasIn  map[uint16]string // topic aliases the client set, by alias
+	out      chan outItem
 	kick     chan struct{}
 	done     chan struct{} // closed when the connection starts closing
 	finished chan struct{} // closed when the session is detached and goroutines ended
@@ -67,10 +69,11 @@ func (b *Broker) serveConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	c := &conn{
 		b: b, nc: nc, br: bufio.NewReaderSize(nc, 4096), ctx: ctx, cancel: cancel,
-		out: make(chan []byte, outQueue), kick: make(chan struct{}, 1),
+		out: make(chan outItem, outQueue), kick: make(chan struct{}, 1),
 		done: make(chan struct{}), finished: make(chan struct{}),
 		info: ClientInfo{RemoteAddr: nc.RemoteAddr().String()},
 	}
+	defer c.linger() // after finished: a takeover need not wait for it
 	defer close(c.finished)
 	defer cancel()
 	if !b.track(c) {
@@ -204,7 +207,7 @@ func (c *conn) close(d disposition, rc packet.ReasonCode) {
 		if rc != 0 && c.version == packet.Version5 {
 			if b, err := packet.Encode(nil, &packet.Disconnect{ReasonCode: rc}, packet.Version5); err == nil {
 				select {
-				case c.out <- b:
+				case c.out <- outItem{b: b}:
 				default:
 				}
 			}
@@ -228,13 +231,18 @@ func (c *conn) shutdownClose() { c.close(dispShutdown, packet.ServerShuttingDown
 // droppable (QoS 0) and otherwise closes the connection as too slow. It reports
 // whether the packet was queued.
 func (c *conn) send(b []byte, droppable bool) bool {
+	return c.sendItem(outItem{b: b}, droppable)
+}
+
+// sendItem is send for any outItem.
+func (c *conn) sendItem(it outItem, droppable bool) bool {
 	select {
 	case <-c.done:
 		return false
 	default:
 	}
 	select {
-	case c.out <- b:
+	case c.out <- it:
 		return true
 	default:
 	}
@@ -248,6 +256,9 @@ func (c *conn) send(b []byte, droppable bool) bool {
 
 // sendPacket encodes p for the connection and queues it.
 func (c *conn) sendPacket(p packet.Packet) bool {
+	if first, pid, ok := shortAck(p); ok {
+		return c.sendItem(outItem{ack: first, pid: pid}, false)
+	}
 	b, err := packet.Encode(nil, p, c.version)
 	if err != nil {
 		c.b.log.Error("broker: cannot encode packet", "client", c.info.ID, "type", p.Type(), "err", err)
@@ -257,11 +268,38 @@ func (c *conn) sendPacket(p packet.Packet) bool {
 	return c.send(b, false)
 }
 
+// writeLoop writes what the connection's goroutines queue, coalescing: it
+// writes every queued item into one buffer and flushes (one write(2)) when the
+// queue is empty or the buffer full. It half-closes the socket at the end; the
+// connection's last goroutine closes it (see linger).
 func (c *conn) writeLoop() {
-	defer c.nc.Close()
 	bw := bufio.NewWriterSize(c.nc, 16<<10)
-	write := func(b []byte) bool {
-		if _, err := bw.Write(b); err != nil {
+	var al *aliases
+	write := func(it outItem) bool {
+		var err error
+		switch {
+		case it.pub != nil:
+			if al == nil {
+				al = &aliases{max: c.aliasOut}
+			}
+			var b []byte
+			if b, err = al.encode(it.pub); err == nil {
+				_, err = bw.Write(b)
+			} else {
+				c.b.log.Error("broker: cannot encode PUBLISH", "client", c.info.ID, "err", err)
+				err = nil
+			}
+		case it.ack != 0:
+			bw.WriteByte(it.ack)
+			bw.WriteByte(2)
+			bw.WriteByte(byte(it.pid >> 8))
+			err = bw.WriteByte(byte(it.pid))
+		case it.patch:
+			err = writePatched(bw, it.b, it.pid, it.dup)
+		default:
+			_, err = bw.Write(it.b)
+		}
+		if err != nil {
 			c.close(dispLost, 0)
 			return false
 		}
@@ -269,15 +307,15 @@ func (c *conn) writeLoop() {
 	}
 	for {
 		select {
-		case b := <-c.out:
+		case it := <-c.out:
 			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if !write(b) {
+			if !write(it) {
 				return
 			}
 			for more := true; more; {
 				select {
-				case b := <-c.out:
-					if !write(b) {
+				case it := <-c.out:
+					if !write(it) {
 						return
 					}
 				default:
@@ -293,17 +331,41 @@ func (c *conn) writeLoop() {
 			// DISCONNECT) within close's one-second deadline.
 			for {
 				select {
-				case b := <-c.out:
-					if _, err := bw.Write(b); err != nil {
+				case it := <-c.out:
+					if !write(it) {
 						return
 					}
 				default:
-					bw.Flush()
+					if bw.Flush() == nil {
+						closeWrite(c.nc)
+					}
 					return
 				}
 			}
 		}
 	}
+}
+
+// closeWrite half-closes nc when it can, so the client reads everything sent
+// (a final DISCONNECT) before it sees the end of the stream.
+func closeWrite(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+// lingerTime bounds how long a closing connection keeps reading (and
+// discarding) what the client still sends, after the broker's last packet.
+const lingerTime = time.Second
+
+// linger closes the socket after draining what the client still sends for a
+// moment: closing a socket with unread data makes TCP send a reset, which can
+// destroy the broker's final packet (DISCONNECT 0x93, a refusing CONNACK)
+// before the client reads it.
+func (c *conn) linger() {
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, c.br)
+	c.nc.Close()
 }
 
 // deliverLoop redelivers the session's in-flight packets and then moves queued

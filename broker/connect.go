@@ -78,6 +78,12 @@ func (c *conn) connect() bool {
 		if isSys(w.Topic) {
 			return c.refuse(packet.NotAuthorized)
 		}
+		if w.QoS > b.limits.maxQoS() {
+			return c.refuse(packet.QoSNotSupported)
+		}
+		if w.Retain && b.limits.RetainUnavailable {
+			return c.refuse(packet.RetainNotSupported)
+		}
 		if err := b.authorizePublish(c.ctx, c.info, w.Topic, w.QoS, w.Retain); err != nil {
 			b.log.Info("broker: will refused", "client", id, "topic", w.Topic, "err", err)
 			return c.refuse(packet.NotAuthorized)
@@ -118,6 +124,9 @@ func (c *conn) connect() bool {
 		if mp := cp.Properties.MaximumPacketSize; mp != nil {
 			c.maxOut = *mp
 		}
+		if tam := cp.Properties.TopicAliasMaximum; tam != nil {
+			c.aliasOut = *tam
+		}
 	}
 
 	st := persistence.SessionState{
@@ -155,16 +164,34 @@ func (c *conn) refuse(rc packet.ReasonCode) bool {
 	return false
 }
 
+// connackProps announces the broker's limits and features to a 5.0 client.
 func (b *Broker) connackProps() packet.Properties {
-	zero := byte(0)
-	rm := uint16(b.limits.ReceiveMaximum)
-	mps := uint32(b.limits.MaxPacketSize)
-	return packet.Properties{
-		ReceiveMaximum:     &rm,
-		MaximumPacketSize:  &mps,
-		SharedSubAvailable: &zero,
-		// Topic Alias Maximum is absent, which means 0: topic aliases are refused.
+	l := &b.limits
+	flag := func(off bool) *byte {
+		v := byte(1)
+		if off {
+			v = 0
+		}
+		return &v
 	}
+	rm := uint16(l.ReceiveMaximum)
+	mps := uint32(l.MaxPacketSize)
+	p := packet.Properties{
+		ReceiveMaximum:       &rm,
+		MaximumPacketSize:    &mps,
+		RetainAvailable:      flag(l.RetainUnavailable),
+		WildcardSubAvailable: flag(l.WildcardSubUnavailable),
+		SubIDAvailable:       flag(l.SubIDUnavailable),
+		SharedSubAvailable:   flag(l.SharedSubUnavailable),
+	}
+	if l.TopicAliasMaximum > 0 {
+		tam := uint16(l.TopicAliasMaximum)
+		p.TopicAliasMaximum = &tam
+	}
+	if q := l.maxQoS(); q < 2 {
+		p.MaximumQoS = &q
+	}
+	return p
 }
 
 func (b *Broker) assignID() string {
@@ -342,8 +369,10 @@ func (b *Broker) detach(c *conn) {
 		stored := s.stored
 		s.gone = true
 		b.unindex(s)
+		shared := s.takeShared()
 		s.mu.Unlock()
 		b.forget(s)
+		b.handOn(s, shared)
 		if publishNow {
 			b.publishWill(s.id, will)
 		}

@@ -1,327 +1,9 @@
 package broker
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
-	"time"
-
 	"github.com/mqttstore/mqttstore/broker/packet"
 	"github.com/mqttstore/mqttstore/persistence"
 )
-
-// target is one session a message goes to, with the options of its matching
-// subscriptions merged (MQTT 5.0 3.3.4: one copy at the highest granted QoS,
-// carrying every subscription identifier).
-type target struct {
-	s      *session
-	qos    byte
-	retain bool // forward the RETAIN flag (retain-as-published, or a retained message on subscribe)
-	ids    []uint32
-}
-
-// planKind says what fanOut decided for one target.
-type planKind uint8
-
-const (
-	planSend     planKind = iota + 1 // QoS 0 to an online client
-	planInflight                     // put in flight directly (ClassUnAck for stored sessions)
-	planQueue                        // queued (ClassQoS12 for stored sessions, memory otherwise)
-)
-
-type plan struct {
-	kind   planKind
-	s      *session
-	f      *flight
-	pp     *persistence.PersistedPacket
-	append bool     // has an append in the batch
-	acked  []uint64 // the session's pending acknowledgement deletes, carried by the batch
-}
-
-// publish routes msg (already owned by the broker) from client from: it updates the
-// retained store, then fans out to every matching session. It returns Success or the
-// reason code for the publisher (UnspecifiedError when the store failed).
-func (b *Broker) publish(from string, msg *packet.Publish, expireAt time.Time, mark *incomingMark) packet.ReasonCode {
-	if msg.Retain {
-		if rc := b.retain(msg, expireAt); rc != packet.Success {
-			return rc
-		}
-	}
-	return b.fanOut(msg, expireAt, b.match(from, msg.Topic, msg.QoS), mark)
-}
-
-// fanOut delivers msg to targets. Every message for a stored session (queued, or
-// put in flight when the client is online with room in its window) and the QoS 2
-// incoming mark go into ONE batch, committed before anything is sent and before
-// the publisher is acknowledged.
-func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
-	var batch persistence.Batch
-	plans := make([]plan, 0, len(targets))
-	for _, t := range targets {
-		out := *msg
-		out.QoS = t.qos
-		out.Retain = msg.Retain && t.retain
-		out.Properties.SubscriptionIDs = t.ids
-		pp, err := b.storedPublish(&out, expireAt)
-		if err != nil {
-			b.log.Error("broker: cannot encode message", "topic", msg.Topic, "err", err)
-			return packet.ImplementationSpecific
-		}
-		if p, ok := b.planFor(t.s, pp, &batch); ok {
-			plans = append(plans, p)
-		}
-	}
-	if mark != nil {
-		mark.s.mu.Lock()
-		if mark.s.stored {
-			batch.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
-				PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(msg, mark.pid),
-			})
-		}
-		mark.s.mu.Unlock()
-	}
-	var seqs []uint64
-	if batch.Len() > 0 {
-		ctx, cancel := b.storeCtx()
-		var err error
-		seqs, err = b.sess.Apply(ctx, &batch)
-		cancel()
-		if err != nil {
-			b.storageError("Sessions.Apply(publish)", msg.Topic, err)
-			b.undoPlans(plans)
-			return packet.UnspecifiedError
-		}
-	}
-	i := 0
-	for _, p := range plans {
-		var seq uint64
-		if p.append {
-			seq = seqs[i]
-			i++
-		}
-		b.commitPlan(p, seq)
-	}
-	if mark != nil {
-		var seq uint64
-		if i < len(seqs) {
-			seq = seqs[i]
-		}
-		mark.s.mu.Lock()
-		mark.s.incoming[mark.pid] = seq
-		mark.s.mu.Unlock()
-	}
-	return packet.Success
-}
-
-// mustEncode encodes the incoming QoS 2 record; msg was decoded from the wire, so
-// it encodes.
-func (b *Broker) mustEncode(msg *packet.Publish, pid uint16) []byte {
-	q := *msg
-	q.QoS, q.PacketID = 2, pid
-	data, err := packet.Encode(nil, &q, packet.Version5)
-	if err != nil {
-		return nil
-	}
-	return data
-}
-
-// planFor decides what happens to pp for session s and adds its store write to
-// batch. ok is false when the message is not delivered to s (offline QoS 0, queue
-// full, session gone).
-func (b *Broker) planFor(s *session, pp *persistence.PersistedPacket, batch *persistence.Batch) (plan, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gone {
-		return plan{}, false
-	}
-	online := s.conn != nil && s.ready
-	if pp.QoS == 0 {
-		if !online {
-			return plan{}, false // QoS 0 is not queued for offline sessions
-		}
-		return plan{kind: planSend, s: s, pp: pp}, true
-	}
-	if online && !s.hasQueue() && len(s.inflight) < s.conn.window {
-		pid := s.allocPID()
-		if pid != 0 {
-			pp.PacketID = pid
-			f := &flight{pid: pid, qos: pp.QoS, pkt: pp, reserved: true}
-			s.inflight[pid] = f
-			p := plan{kind: planInflight, s: s, f: f, pp: pp}
-			if s.stored {
-				p.acked = s.takeAcked(batch)
-				batch.PacketAppend(s.id, persistence.ClassUnAck, pp)
-				p.append = true
-			}
-			return p, true
-		}
-	}
-	if !s.stored && s.conn == nil {
-		return plan{}, false
-	}
-	if b.limits.queueFull(s.queued+s.pendingQ, s.queuedBytes, len(pp.Data)) {
-		b.stats.dropped.Add(1)
-		if !s.fullLog {
-			s.fullLog = true
-			b.log.Warn("broker: session queue full; refusing new messages for it", "client", s.id,
-				"queued", s.queued+s.pendingQ, "bytes", s.queuedBytes)
-		}
-		return plan{}, false
-	}
-	s.pendingQ++
-	p := plan{kind: planQueue, s: s, pp: pp}
-	if s.stored {
-		batch.PacketAppend(s.id, persistence.ClassQoS12, pp)
-		p.append = true
-	}
-	return p, true
-}
-
-// undoPlans releases what planFor reserved when the batch failed.
-func (b *Broker) undoPlans(plans []plan) {
-	for _, p := range plans {
-		p.s.mu.Lock()
-		p.s.returnAcked(p.acked)
-		switch p.kind {
-		case planInflight:
-			if p.s.inflight[p.f.pid] == p.f {
-				delete(p.s.inflight, p.f.pid)
-			}
-		case planQueue:
-			p.s.pendingQ--
-		}
-		p.s.mu.Unlock()
-	}
-}
-
-// commitPlan carries out a plan whose writes are committed.
-func (b *Broker) commitPlan(p plan, seq uint64) {
-	s := p.s
-	s.mu.Lock()
-	c := s.conn
-	if !s.ready {
-		c = nil
-	}
-	switch p.kind {
-	case planSend:
-		s.mu.Unlock()
-		if c != nil {
-			b.sendPublish(c, p.pp, 0, false, true)
-		}
-		return
-	case planInflight:
-		if !p.append {
-			s.localSeq++
-			seq = s.localSeq
-		}
-		p.f.seq, p.f.reserved = seq, false
-		if s.inflight[p.f.pid] != p.f { // the session was cleaned meanwhile
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Unlock()
-		if c != nil {
-			b.sendFlight(c, p.f, false)
-		}
-		return
-	case planQueue:
-		s.pendingQ--
-		s.queued++
-		s.queuedBytes += int64(len(p.pp.Data))
-		if !s.stored {
-			s.memQueue = append(s.memQueue, p.pp)
-		}
-		s.mu.Unlock()
-		if c != nil {
-			c.wake()
-		}
-	}
-}
-
-// decodePublish decodes a stored PUBLISH. Stored bytes are input from disk: a
-// broken one is an error, never a panic.
-func decodePublish(pp *persistence.PersistedPacket) (*packet.Publish, error) {
-	v := pp.ProtocolVersion
-	if v != packet.Version31 && v != packet.Version311 && v != packet.Version5 {
-		return nil, fmt.Errorf("%w: stored packet has protocol version %d", persistence.ErrBrokenEntry, v)
-	}
-	p, err := packet.ReadPacket(bufio.NewReader(bytes.NewReader(pp.Data)), v, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: stored packet: %v", persistence.ErrBrokenEntry, err)
-	}
-	pub, ok := p.(*packet.Publish)
-	if !ok {
-		return nil, fmt.Errorf("%w: stored packet is a %s, not a PUBLISH", persistence.ErrBrokenEntry, p.Type())
-	}
-	return pub, nil
-}
-
-// errUndeliverable marks a message that must be dropped instead of sent: expired,
-// too large for the client, or unreadable from the store.
-var errUndeliverable = errors.New("undeliverable")
-
-// wireFor encodes the stored PUBLISH pp for c with packet id pid, the DUP flag and
-// the remaining message expiry interval.
-func (b *Broker) wireFor(c *conn, pp *persistence.PersistedPacket, pid uint16, dup bool) ([]byte, error) {
-	now := b.now()
-	if pp.Expired(now) {
-		return nil, fmt.Errorf("%w: message expired", errUndeliverable)
-	}
-	pub, err := decodePublish(pp)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUndeliverable, err)
-	}
-	pub.PacketID = pid
-	pub.Dup = dup && pub.QoS > 0
-	if !pp.ExpireAt.IsZero() {
-		left := uint32((pp.ExpireAt.Sub(now) + time.Second - 1) / time.Second)
-		pub.Properties.MessageExpiry = &left
-	}
-	wire, err := packet.Encode(nil, pub, c.version)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUndeliverable, err)
-	}
-	if c.maxOut > 0 && uint32(len(wire)) > c.maxOut {
-		// Dropped as if delivered [MQTT-3.1.2-25].
-		return nil, fmt.Errorf("%w: %d bytes exceed the client's maximum packet size %d", errUndeliverable, len(wire), c.maxOut)
-	}
-	return wire, nil
-}
-
-// sendPublish sends a message that is not in flight (QoS 0).
-func (b *Broker) sendPublish(c *conn, pp *persistence.PersistedPacket, pid uint16, dup, droppable bool) {
-	wire, err := b.wireFor(c, pp, pid, dup)
-	if err != nil {
-		b.stats.dropped.Add(1)
-		b.log.Debug("broker: message dropped", "client", c.info.ID, "err", err)
-		return
-	}
-	if c.send(wire, droppable) {
-		b.stats.out.Add(1)
-	} else {
-		b.stats.dropped.Add(1)
-	}
-}
-
-// sendFlight sends an in-flight packet: its PUBLISH (DUP on redelivery) or, once
-// PUBREC'd, its PUBREL.
-func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
-	if f.rel {
-		c.sendPacket(&packet.Pubrel{PacketID: f.pid})
-		return
-	}
-	wire, err := b.wireFor(c, f.pkt, f.pid, dup)
-	if err != nil {
-		b.stats.dropped.Add(1)
-		b.log.Info("broker: in-flight message dropped", "client", c.info.ID, "err", err)
-		b.completeFlight(c, f)
-		return
-	}
-	if c.send(wire, false) {
-		b.stats.out.Add(1)
-	}
-}
 
 // completeFlight ends a flight: it leaves the window at once, and its deletion
 // from the store is queued in session.acked for the next write or the pump's flush
@@ -454,14 +136,17 @@ func (b *Broker) redeliver(c *conn) {
 			}
 			continue
 		}
-		wire, err := b.wireFor(c, f.pkt, f.pid, true)
+		if f.msg == nil {
+			f.msg = wireFromStored(f.pkt)
+		}
+		it, err := b.itemFor(c, f.msg, f.pid, true)
 		if err != nil {
 			b.log.Info("broker: in-flight message dropped", "client", c.info.ID, "err", err)
 			b.stats.dropped.Add(1)
 			drop = append(drop, f)
 			continue
 		}
-		if c.send(wire, false) {
+		if c.sendItem(it, false) {
 			b.stats.out.Add(1)
 		}
 	}
@@ -499,14 +184,14 @@ func (b *Broker) pump(c *conn) {
 		if !s.stored {
 			var sends []*flight
 			for room > 0 && len(s.memQueue) > 0 {
-				pp := s.memQueue[0]
-				s.memQueue[0] = nil
+				q := s.memQueue[0]
+				s.memQueue[0] = queuedMsg{}
 				s.memQueue = s.memQueue[1:]
 				s.queued--
-				s.queuedBytes -= int64(len(pp.Data))
+				s.queuedBytes -= int64(q.size)
 				pid := s.allocPID()
 				s.localSeq++
-				f := &flight{seq: s.localSeq, pid: pid, qos: pp.QoS, pkt: pp}
+				f := &flight{seq: s.localSeq, pid: pid, qos: q.m.qos, msg: q.m, share: q.share}
 				s.inflight[pid] = f
 				sends = append(sends, f)
 				room--
@@ -571,12 +256,11 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 			continue
 		}
 		pid := s.allocPID()
-		q := p.Clone()
-		q.Seq, q.PacketID = 0, pid
-		f := &flight{pid: pid, qos: q.QoS, pkt: q, reserved: true}
+		p.Seq, p.PacketID = 0, pid // p is the iteration's copy, ours to keep
+		f := &flight{pid: pid, qos: p.QoS, pkt: p, msg: wireFromStored(p), reserved: true}
 		s.inflight[pid] = f
 		moved = append(moved, f)
-		batch.PacketAppend(s.id, persistence.ClassUnAck, q)
+		batch.PacketAppend(s.id, persistence.ClassUnAck, p)
 	}
 	s.mu.Unlock()
 	ctx, cancel = b.storeCtx()

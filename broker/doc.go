@@ -6,8 +6,19 @@
 // through the store when it happens, and New restores all of it.
 //
 // It exists to show what the SDK is for and to prove its API; it is not a
-// production broker (no clustering, no shared subscriptions, no topic aliases, no
-// enhanced authentication).
+// production broker (no clustering; see "Not implemented" below).
+//
+// Beyond sessions, queues, retained messages, wills and expiry it has: shared
+// subscriptions ("$share/group/filter", also from 3.1.1 clients; see shared.go
+// for what happens to a leaving member's messages), topic aliases in both
+// directions (the broker hands out aliases first come, first served up to the
+// client's Topic Alias Maximum, then sends full topics), the limits and
+// features of Limits announced in CONNACK and enforced, subscriptions that take
+// effect when the SUBSCRIBE arrives (a message published meanwhile is routed to
+// them; a failed commit withdraws them and the SUBACK says 0x80), $SYS/broker
+// statistics (Options.SysInterval), MQTT over WebSocket (ServeWebsocket,
+// WebsocketHandler) and hooks for authentication and authorization, which
+// package broker/auth implements with password and ACL files.
 //
 // Durability contract: a publisher's PUBACK (QoS 1) or PUBREC (QoS 2) is sent only
 // after the message is committed, in one multi-session persistence.Batch, for every
@@ -34,7 +45,34 @@
 //     the next New, as disconnected at that moment: its will and expiry clocks
 //     start then.
 //
-// The package imports only the standard library, persistence and broker/packet; it
-// must not import any driver (tests do, from package broker_test), the conformance
-// suite or cmd/.
+// Delivery: a message is decoded once when it arrives, and encoded once per
+// variant (QoS, RETAIN, subscription identifiers) and protocol version; every
+// subscriber's connection writes that shared encoding with its own packet id and
+// DUP flag, and a connection's writer coalesces everything queued into one
+// write(2), flushing when its queue is empty.
+//
+// Not implemented, and what a client gets instead:
+//   - Enhanced authentication: a CONNECT with an Authentication Method gets
+//     CONNACK 0x8C (bad authentication method); an AUTH packet is a protocol
+//     error (DISCONNECT 0x82).
+//   - Server redirection, message rate limits, quotas and a maximum connect
+//     time: reason codes 0x9C, 0x9D, 0x96, 0x97 and 0xA0 are never sent.
+//   - Request Response Information is ignored (no Response Information is
+//     sent, which the specification allows); Request Problem Information 0 is
+//     honoured trivially, since the broker sends no Reason String or User
+//     Property of its own.
+//   - Payload Format Indicator: payloads marked UTF-8 are forwarded unchecked
+//     (the check is optional; 0x99 is never sent).
+//   - Receive Maximum from the client side is enforced for QoS 2 (DISCONNECT
+//     0x93 beyond it); QoS 1 PUBLISH packets are acknowledged one by one as they
+//     are read, so a client cannot have more unacknowledged than it has sent.
+//   - Authorization of what a client reads is decided at SUBSCRIBE (SUBACK
+//     0x87, 3.1.1 0x80), not again for each message delivered.
+//   - A QoS 0 message is never queued for an offline session, and a 3.1.1
+//     client that breaks a limit it cannot be told about (Maximum QoS, Retain
+//     Available) is disconnected without a reason code.
+//
+// The package imports only the standard library, persistence, broker/packet and
+// github.com/coder/websocket; it must not import any driver (tests do, from
+// package broker_test), the conformance suite or cmd/.
 package broker

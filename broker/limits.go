@@ -42,6 +42,42 @@ type Limits struct {
 	// MaxKeepAlive caps the keepalive a client may ask for (5.0 clients are told
 	// through Server Keep Alive; 3.1.1 clients are timed out at the cap). 0: no cap.
 	MaxKeepAlive uint16
+	// TopicAliasMaximum is how many topic aliases a 5.0 client may set towards
+	// the broker (announced in CONNACK); 0 means DefaultTopicAliasMaximum, a
+	// negative value none. Aliases from the broker to a client follow the
+	// client's own Topic Alias Maximum.
+	TopicAliasMaximum int
+
+	// MaximumQoS is the highest QoS the broker accepts in a PUBLISH or will and
+	// grants in a SUBACK; nil means 2. Announced in CONNACK when below 2; a 5.0
+	// PUBLISH above it is answered with DISCONNECT 0x9B, a will above it with
+	// CONNACK 0x9B, and a 3.1.1 client that exceeds it is disconnected.
+	MaximumQoS *byte
+	// RetainUnavailable turns retained messages off (Retain Available 0): a
+	// PUBLISH with RETAIN set is answered with DISCONNECT 0x9A, a will with
+	// RETAIN with CONNACK 0x9A (3.1.1: connection closed, CONNACK refused).
+	RetainUnavailable bool
+	// WildcardSubUnavailable refuses filters with wildcards (SUBACK 0xA2; 0x80
+	// for 3.1.1).
+	WildcardSubUnavailable bool
+	// SharedSubUnavailable refuses shared subscriptions (SUBACK 0x9E; 0x80 for
+	// 3.1.1).
+	SharedSubUnavailable bool
+	// SubIDUnavailable refuses subscription identifiers: a SUBSCRIBE carrying one
+	// is answered with DISCONNECT 0xA1.
+	SubIDUnavailable bool
+}
+
+// DefaultTopicAliasMaximum is the number of topic aliases a 5.0 client may set
+// when Limits.TopicAliasMaximum is 0.
+const DefaultTopicAliasMaximum = 64
+
+// maxQoS returns the highest QoS the broker accepts and grants.
+func (l Limits) maxQoS() byte {
+	if l.MaximumQoS == nil {
+		return 2
+	}
+	return min(*l.MaximumQoS, 2)
 }
 
 func (l Limits) withDefaults() Limits {
@@ -62,6 +98,14 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.ReceiveMaximum > 65535 {
 		l.ReceiveMaximum = 65535
+	}
+	switch {
+	case l.TopicAliasMaximum == 0:
+		l.TopicAliasMaximum = DefaultTopicAliasMaximum
+	case l.TopicAliasMaximum < 0:
+		l.TopicAliasMaximum = 0
+	case l.TopicAliasMaximum > 65535:
+		l.TopicAliasMaximum = 65535
 	}
 	return l
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -16,14 +17,30 @@ func (c *conn) handlePublish(p *packet.Publish) bool {
 	b := c.b
 	s := c.sess
 	v5 := c.version == packet.Version5
-	if p.Properties.TopicAlias != nil {
-		// CONNACK announced Topic Alias Maximum 0 [MQTT-3.3.2-9].
-		c.close(dispLost, packet.TopicAliasInvalid)
+	if p.Properties.TopicAlias != nil && !c.resolveAlias(p) {
+		return false
+	}
+	if p.QoS > b.limits.maxQoS() {
+		b.log.Info("broker: PUBLISH above the maximum QoS; closing connection", "client", c.info.ID, "qos", p.QoS)
+		c.close(dispLost, packet.QoSNotSupported)
+		return false
+	}
+	if p.Retain && b.limits.RetainUnavailable {
+		b.log.Info("broker: retained PUBLISH while retain is unavailable; closing connection", "client", c.info.ID)
+		c.close(dispLost, packet.RetainNotSupported)
 		return false
 	}
 	if err := persistence.ValidTopic(p.Topic); err != nil {
 		b.log.Info("broker: invalid topic name; closing connection", "client", c.info.ID, "err", err)
 		c.close(dispLost, packet.TopicNameInvalid)
+		return false
+	}
+	if v5 && len(p.Properties.SubscriptionIDs) > 0 {
+		c.protocolError("PUBLISH from a client with a subscription identifier") // [MQTT-3.3.4-6]
+		return false
+	}
+	if rt := p.Properties.ResponseTopic; rt != "" && persistence.ValidTopic(rt) != nil {
+		c.protocolError("Response Topic with wildcards") // MQTT 5.0 3.3.2.3.5
 		return false
 	}
 	if p.QoS == 2 {
@@ -50,16 +67,20 @@ func (c *conn) handlePublish(p *packet.Publish) bool {
 		rc = packet.NotAuthorized
 	}
 	var mark *incomingMark
+	pid := p.PacketID
 	if rc == packet.Success {
-		msg := p.Clone()
+		// p owns its memory (ReadPacket allocates each packet's body), so it
+		// becomes the routed message without a copy.
+		msg := p
 		msg.Dup, msg.PacketID = false, 0
 		msg.Properties.SubscriptionIDs = nil
+		msg.Properties.TopicAlias = nil
 		var expireAt time.Time
 		if me := msg.Properties.MessageExpiry; me != nil {
 			expireAt = b.now().Add(time.Duration(*me) * time.Second)
 		}
 		if p.QoS == 2 {
-			mark = &incomingMark{s: s, pid: p.PacketID}
+			mark = &incomingMark{s: s, pid: pid}
 		}
 		rc = b.publish(s.id, msg, expireAt, mark)
 	}
@@ -74,14 +95,42 @@ func (c *conn) handlePublish(p *packet.Publish) bool {
 			c.close(dispLost, 0)
 			return false
 		}
-		return c.sendPacket(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+		return c.sendPacket(&packet.Puback{PacketID: pid, ReasonCode: rc})
 	default:
 		if storageFailed && !v5 {
 			c.close(dispLost, 0)
 			return false
 		}
-		return c.sendPacket(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+		return c.sendPacket(&packet.Pubrec{PacketID: pid, ReasonCode: rc})
 	}
+}
+
+// resolveAlias applies a 5.0 client's topic alias to p (MQTT 5.0 3.3.2.3.4): a
+// topic with an alias sets it, an empty topic takes the alias's topic. It closes
+// the connection (0x94 for an alias out of range, 0x82 for an unknown one) and
+// reports false when the alias is not acceptable.
+func (c *conn) resolveAlias(p *packet.Publish) bool {
+	a := *p.Properties.TopicAlias
+	if c.version != packet.Version5 || a == 0 || int(a) > c.b.limits.TopicAliasMaximum {
+		c.close(dispLost, packet.TopicAliasInvalid)
+		return false
+	}
+	if p.Topic != "" {
+		if c.aliasIn == nil {
+			c.aliasIn = map[uint16]string{}
+		}
+		// A copy: the topic shares the packet's whole body, which the alias
+		// must not keep alive.
+		c.aliasIn[a] = strings.Clone(p.Topic)
+		return true
+	}
+	t, ok := c.aliasIn[a]
+	if !ok {
+		c.protocolError("unknown topic alias")
+		return false
+	}
+	p.Topic = t
+	return true
 }
 
 // handlePubrel releases an inbound QoS 2 message: its packet id may be reused.

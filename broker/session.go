@@ -33,10 +33,10 @@ type session struct {
 	nextPID  uint16
 	localSeq uint64 // orders flights of sessions that are not stored
 
-	queued      int   // messages committed to ClassQoS12 (stored) or in memQueue
-	queuedBytes int64 // their encoded size
-	pendingQ    int   // appends to ClassQoS12 reserved by a batch not yet committed
-	memQueue    []*persistence.PersistedPacket
+	queued      int         // messages committed to ClassQoS12 (stored) or in memQueue
+	queuedBytes int64       // their encoded size
+	pendingQ    int         // appends to ClassQoS12 reserved by a batch not yet committed
+	memQueue    []queuedMsg // the queue of a session that is not stored
 
 	// acked holds the ClassUnAck sequence numbers of flights the client has
 	// acknowledged but whose deletion is not committed yet. Deleting them one
@@ -59,9 +59,18 @@ type flight struct {
 	seq      uint64 // in ClassUnAck (or localSeq); 0 while its batch is not committed
 	pid      uint16
 	qos      byte
-	rel      bool // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
-	pkt      *persistence.PersistedPacket
-	reserved bool // the append that puts it in flight is not committed yet
+	rel      bool                         // the PUBLISH was PUBREC'd; the PUBREL awaits PUBCOMP
+	pkt      *persistence.PersistedPacket // the stored record (stored sessions, or a PUBREL)
+	msg      *wireMsg                     // the message; nil for a restored flight until redelivered
+	share    *shareGroup                  // the shared subscription it was sent for, if any
+	reserved bool                         // the append that puts it in flight is not committed yet
+}
+
+// queuedMsg is a message in the memory queue of a session that is not stored.
+type queuedMsg struct {
+	m     *wireMsg
+	share *shareGroup
+	size  int // what it counts against the queue's byte limit
 }
 
 func newSession(id string) *session {
@@ -126,9 +135,6 @@ func (s *session) returnAcked(acked []uint64) {
 // holds mu.
 func (s *session) hasQueue() bool { return s.queued+s.pendingQ > 0 }
 
-// expiryInterval returns how long the session outlives its connection; negative
-// means forever.
-func (s *session) expiryInterval() time.Duration { return s.state.ExpiryInterval }
 
 // deadlinesAt computes the deadlines of a session that disconnects at t. Caller
 // holds mu.

@@ -3,6 +3,9 @@ package broker
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
+
+	"github.com/mqttstore/mqttstore/persistence"
 )
 
 // subTree indexes every session's subscriptions by topic filter level, so that
@@ -16,6 +19,10 @@ import (
 // is added before the subscription is visible in the session, and removed only
 // under the session's lock once the subscription is gone from it.
 //
+// A shared subscription ("$share/group/filter") is indexed under its filter's
+// node, in the node's group of that name; the subscription's key in the
+// session's subs map stays the full "$share/group/filter".
+//
 // Lock order: a session's mu may be held when taking the tree's mu, never the
 // reverse.
 type subTree struct {
@@ -26,11 +33,26 @@ type subTree struct {
 type subNode struct {
 	filter   string // the filter ending at this node
 	children map[string]*subNode
-	subs     map[*session]struct{} // sessions subscribed with exactly this filter
+	subs     map[*session]struct{}  // sessions subscribed with exactly this filter
+	groups   map[string]*shareGroup // shared subscriptions on this filter, by share name
 }
 
-// add records that s subscribes with filter.
-func (t *subTree) add(filter string, s *session) {
+// shareGroup is the set of sessions subscribed with one "$share/name/filter".
+type shareGroup struct {
+	key     string     // "$share/name/filter": the subscription's key in each member's subs
+	filter  string     // the topic filter
+	members []*session // guarded by the tree's mu
+	next    atomic.Uint32
+}
+
+func (n *subNode) empty() bool {
+	return len(n.subs) == 0 && len(n.children) == 0 && len(n.groups) == 0
+}
+
+// add records that s subscribes with key (a topic filter or a shared
+// subscription's full filter).
+func (t *subTree) add(key string, s *session) {
+	group, filter, shared := persistence.SplitSharedFilter(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := &t.root
@@ -46,14 +68,32 @@ func (t *subTree) add(filter string, s *session) {
 		n = next
 	}
 	n.filter = filter
+	if shared {
+		g := n.groups[group]
+		if g == nil {
+			if n.groups == nil {
+				n.groups = map[string]*shareGroup{}
+			}
+			g = &shareGroup{key: key, filter: filter}
+			n.groups[group] = g
+		}
+		for _, m := range g.members {
+			if m == s {
+				return
+			}
+		}
+		g.members = append(g.members, s)
+		return
+	}
 	if n.subs == nil {
 		n.subs = map[*session]struct{}{}
 	}
 	n.subs[s] = struct{}{}
 }
 
-// remove forgets that s subscribes with filter and prunes nodes left empty.
-func (t *subTree) remove(filter string, s *session) {
+// remove forgets that s subscribes with key and prunes nodes left empty.
+func (t *subTree) remove(key string, s *session) {
+	group, filter, shared := persistence.SplitSharedFilter(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	levels := strings.Split(filter, "/")
@@ -66,10 +106,24 @@ func (t *subTree) remove(filter string, s *session) {
 		}
 		path = append(path, n)
 	}
-	delete(n.subs, s)
+	if shared {
+		if g := n.groups[group]; g != nil {
+			for i, m := range g.members {
+				if m == s {
+					// A new slice: match's callers may still hold the old one.
+					g.members = append(g.members[:i:i], g.members[i+1:]...)
+					break
+				}
+			}
+			if len(g.members) == 0 {
+				delete(n.groups, group)
+			}
+		}
+	} else {
+		delete(n.subs, s)
+	}
 	for i := len(levels) - 1; i >= 0; i-- {
-		child := path[i+1]
-		if len(child.subs) > 0 || len(child.children) > 0 {
+		if !path[i+1].empty() {
 			break
 		}
 		delete(path[i].children, levels[i])
@@ -80,34 +134,48 @@ func (t *subTree) remove(filter string, s *session) {
 // levels. The caller still checks persistence.MatchTopic, which also applies the
 // rule that wildcards do not match a leading "$".
 func (t *subTree) match(topic string, fn func(filter string, s *session)) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	t.root.match(topic, fn)
+	t.matchAll(topic, fn, nil)
 }
 
-func (n *subNode) match(rest string, fn func(filter string, s *session)) {
+// matchAll is match that also calls gfn (when non-nil) for every share group
+// whose filter could match topic, with a snapshot of its members that the caller
+// may keep.
+func (t *subTree) matchAll(topic string, fn func(filter string, s *session), gfn func(g *shareGroup, members []*session)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	t.root.match(topic, fn, gfn)
+}
+
+func (n *subNode) match(rest string, fn func(filter string, s *session), gfn func(*shareGroup, []*session)) {
 	if h := n.children["#"]; h != nil {
-		h.each(fn) // "#" matches the parent level and everything below it
+		h.each(fn, gfn) // "#" matches the parent level and everything below it
 	}
 	level, more, found := strings.Cut(rest, "/")
-	for _, key := range []string{level, "+"} {
+	for _, key := range [2]string{level, "+"} {
 		child := n.children[key]
 		if child == nil || (key == "+" && level == "+") {
 			continue
 		}
 		if found {
-			child.match(more, fn)
+			child.match(more, fn, gfn)
 			continue
 		}
-		child.each(fn)
+		child.each(fn, gfn)
 		if h := child.children["#"]; h != nil {
-			h.each(fn) // "a/#" matches "a"
+			h.each(fn, gfn) // "a/#" matches "a"
 		}
 	}
 }
 
-func (n *subNode) each(fn func(filter string, s *session)) {
+func (n *subNode) each(fn func(filter string, s *session), gfn func(*shareGroup, []*session)) {
 	for s := range n.subs {
 		fn(n.filter, s)
+	}
+	if gfn != nil {
+		for _, g := range n.groups {
+			// members is replaced, never changed in place, so the snapshot
+			// stays valid after the lock is released.
+			gfn(g, g.members)
+		}
 	}
 }

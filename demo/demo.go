@@ -48,6 +48,8 @@ type Command struct {
 	// Stdout and Stderr receive the self-check's report and the logs, help and
 	// errors; os.Stdout and os.Stderr when nil.
 	Stdout, Stderr io.Writer
+	// Stdin is where "passwd" reads the password from; os.Stdin when nil.
+	Stdin io.Reader
 	// Started, when not nil, is called once the broker serves, with the addresses
 	// it listens on (not in -selfcheck mode).
 	Started func(Addrs)
@@ -55,8 +57,9 @@ type Command struct {
 
 // Addrs are the addresses a running program listens on.
 type Addrs struct {
-	MQTT    net.Addr // the broker
-	Metrics net.Addr // the /metrics endpoint; nil without -metrics
+	MQTT      net.Addr // the broker
+	Metrics   net.Addr // the /metrics endpoint; nil without -metrics
+	Websocket net.Addr // MQTT over WebSocket; nil without -ws-listen
 }
 
 // config is what the flags set; tests build one directly.
@@ -73,6 +76,7 @@ type config struct {
 	SelfCheck         bool
 	SelfCheckMessages int
 	Logger            *slog.Logger
+	Access            accessConfig // access.go
 
 	tls *tls.Config // loaded from TLSCert and TLSKey by check
 }
@@ -112,6 +116,13 @@ func (c *Command) Run(ctx context.Context, args []string) int {
 		stderr = os.Stderr
 	}
 	name := c.name()
+	if len(args) > 0 && args[0] == "passwd" {
+		in := c.Stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		return passwdCommand(name, args[1:], in, stderr)
+	}
 	cfg, err := c.parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -180,9 +191,11 @@ Flags:
 	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
 	fs.IntVar(&cfg.SelfCheckMessages, "selfcheck-messages", 100, "messages the self-check publishes")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	registerAccessFlags(fs, &cfg.Access)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
+	cfg.Access.noteSetFlags(fs)
 	if fs.NArg() > 0 {
 		return config{}, usagef("unexpected arguments %q", fs.Args())
 	}
@@ -217,6 +230,13 @@ func (cfg *config) check() error {
 		return usagef("-metrics does not go with -selfcheck")
 	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
 		return usagef("-tls-cert and -tls-key go together")
+	case cfg.Access.MaxKeepAlive > 65535:
+		return usagef("-max-keepalive %d: at most 65535 seconds", cfg.Access.MaxKeepAlive)
+	}
+	if cfg.Access.WSListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.Access.WSListen); err != nil {
+			return usagef("-ws-listen %q: %v", cfg.Access.WSListen, addrErr(err))
+		}
 	}
 	if cfg.Listen == "" {
 		return usagef("-listen: empty address")
@@ -295,9 +315,14 @@ func openStore(ctx context.Context, cfg config, obs persistence.Observer) (*pers
 }
 
 // startBroker creates a broker on store, which restores its state and logs what it
-// restored.
-func startBroker(ctx context.Context, cfg config, store *persistence.Store) (*broker.Broker, error) {
-	return broker.New(ctx, broker.Options{Store: store, Logger: cfg.logger(), TLSConfig: cfg.tls, Limits: cfg.limits()})
+// restored. opts carries the access settings ([accessConfig.apply]); the rest comes
+// from cfg.
+func startBroker(ctx context.Context, cfg config, store *persistence.Store, opts broker.Options) (*broker.Broker, error) {
+	opts.Store, opts.Logger, opts.TLSConfig = store, cfg.logger(), cfg.tls
+	lim := cfg.limits()
+	lim.MaxKeepAlive = opts.Limits.MaxKeepAlive
+	opts.Limits = lim
+	return broker.New(ctx, opts)
 }
 
 // run binds the listeners, opens the store, restores the broker and serves until
@@ -329,6 +354,19 @@ func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err
 			}
 		}()
 		log.Info("demo: serving metrics", "url", "http://"+ml.Addr().String()+"/metrics")
+	}
+	var wl net.Listener
+	if cfg.Access.WSListen != "" {
+		if wl, err = listen("ws-listen", cfg.Access.WSListen); err != nil {
+			return err
+		}
+		defer wl.Close()
+	}
+	// Password and ACL files are read before the store is opened: a mistake in
+	// them must not cost a restore.
+	var opts broker.Options
+	if err := cfg.Access.apply(ctx, &opts, log); err != nil {
+		return err
 	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
@@ -371,7 +409,7 @@ func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err
 	}
 	log.Info("demo: store opened", "driver", driverName)
 	began := time.Now()
-	b, err := startBroker(ctx, cfg, store)
+	b, err := startBroker(ctx, cfg, store, opts)
 	if err != nil {
 		return err // "broker: restoring state: …"
 	}
@@ -382,8 +420,14 @@ func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err
 	log.Info("demo: listening", "addr", l.Addr().String(), "tls", cfg.tls != nil, "restored_in", restoredIn)
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(l) }()
+	if wl != nil {
+		serveWebsocket(b, wl, log)
+	}
 	if started != nil {
 		a := Addrs{MQTT: l.Addr()}
+		if wl != nil {
+			a.Websocket = wl.Addr()
+		}
 		if ms != nil {
 			a.Metrics = ms.addr
 		}

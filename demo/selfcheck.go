@@ -34,7 +34,7 @@ func serveOn(ctx context.Context, cfg config, store *persistence.Store, addr str
 	if err != nil {
 		return nil, err
 	}
-	b, err := startBroker(ctx, cfg, store)
+	b, err := startBroker(ctx, cfg, store, broker.Options{})
 	if err != nil {
 		l.Close()
 		return nil, err

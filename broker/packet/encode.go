@@ -160,6 +160,13 @@ func encode(dst []byte, p Packet, version byte) ([]byte, error) {
 	if c.n > MaxRemainingLength {
 		return dst, newError(PacketTooLarge, t.String()+": packet larger than the protocol allows")
 	}
+	// One allocation for the whole packet, not one per append that outgrows
+	// the buffer.
+	if need := 1 + vbiLen(uint32(c.n)) + c.n; cap(dst)-len(dst) < need {
+		nd := make([]byte, len(dst), len(dst)+need)
+		copy(nd, dst)
+		dst = nd
+	}
 	a := encoder{buf: append(dst, hdr)}
 	a.buf = appendVBI(a.buf, uint32(c.n))
 	a.body(p, version)

@@ -16,13 +16,6 @@ import (
 	"github.com/mqttstore/mqttstore/providers/badger"
 )
 
-// TestKillChild is the child side of TestKill; in an ordinary run it does nothing.
-func TestKillChild(t *testing.T) { kvtest.KillChild(t) }
-
-func TestKill(t *testing.T) {
-	kvtest.Kill(t, dirURL("sync=always&memory=low"), 24, time.Second)
-}
-
 // rewrite opens the closed store's directory with Badger itself and overwrites
 // values, as garbage written under their keys.
 func rewrite(t *testing.T, dir string) kvtest.Rewrite {

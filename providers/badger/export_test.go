@@ -9,7 +9,7 @@ import (
 // the store, without the store's orderly Close, so queued writes are not drained.
 // Badger's own Close still writes its memtable out, which a kill would not; what
 // that cannot hide is a commit acknowledged before it reached the write-ahead log,
-// which the kill test (a real SIGKILL) covers.
+// which TestCrash (a real SIGKILL, conformance.RunCrash) covers.
 func Crash(p *persistence.Store) error {
 	return kvtest.Engine(p).(*engine).Close()
 }

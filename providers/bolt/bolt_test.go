@@ -16,13 +16,6 @@ import (
 	"github.com/mqttstore/mqttstore/providers/bolt"
 )
 
-// TestKillChild is the child side of TestKill; in an ordinary run it does nothing.
-func TestKillChild(t *testing.T) { kvtest.KillChild(t) }
-
-func TestKill(t *testing.T) {
-	kvtest.Kill(t, fileURL("always"), 24, time.Second)
-}
-
 // rewrite opens the closed store's file with bbolt itself and rewrites values.
 func rewrite(t *testing.T, path string) kvtest.Rewrite {
 	return func(fn func(v []byte) ([]byte, bool)) int {

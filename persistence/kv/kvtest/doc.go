@@ -1,7 +1,6 @@
 // Package kvtest holds the tests every driver built on persistence/kv runs against
 // its real engine, from its _test.go files: a conformance harness over store URLs,
-// the kill test (a child process SIGKILLed while it writes with sync=always), the
-// corruption and schema tests, and the raw-engine baseline of the benchmarks. Only
+// the corruption and schema tests, and the raw-engine baseline of the benchmarks. Only
 // the engine-specific steps (abandoning a store, flipping bytes on disk) are the
 // driver's.
 package kvtest

@@ -1,0 +1,238 @@
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mqttstore/mqttstore/broker/packet"
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// wireMsg is one message as it goes to every subscriber that gets the same
+// variant of it (QoS, RETAIN flag, subscription identifiers): decoded at most
+// once, encoded at most once per protocol version, and then shared read-only by
+// those subscribers' connections and by the store. The encodings carry the
+// placeholder packet id 1 and no DUP flag; the connection's writer puts each
+// subscriber's packet id and DUP flag in as it writes (see outItem), so sending
+// one message to many subscribers neither copies nor re-encodes it.
+type wireMsg struct {
+	qos      byte
+	expireAt time.Time
+
+	mu  sync.Mutex
+	pub *packet.Publish // PacketID 0, Dup false; nil until decoded from v5
+	v5  []byte          // MQTT 5.0 encoding; what the store keeps
+	v3  []byte          // MQTT 3.1.1 encoding
+}
+
+// newWireMsg wraps pub, which the caller no longer changes.
+func newWireMsg(pub *packet.Publish, expireAt time.Time) *wireMsg {
+	return &wireMsg{qos: pub.QoS, expireAt: expireAt, pub: pub}
+}
+
+// wireFromStored wraps a PUBLISH read from the store; it is decoded only if a
+// subscriber needs it in another form than its stored MQTT 5.0 bytes.
+func wireFromStored(pp *persistence.PersistedPacket) *wireMsg {
+	m := &wireMsg{qos: pp.QoS, expireAt: pp.ExpireAt}
+	if pp.ProtocolVersion == packet.Version5 {
+		m.v5 = pp.Data
+	} else if pub, err := decodePublish(pp); err == nil {
+		m.pub = pub
+	}
+	return m
+}
+
+// publish returns the decoded message (shared: callers copy it before changing it).
+func (m *wireMsg) publish() (*packet.Publish, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.publishLocked()
+}
+
+func (m *wireMsg) publishLocked() (*packet.Publish, error) {
+	if m.pub != nil {
+		return m.pub, nil
+	}
+	if m.v5 == nil {
+		return nil, fmt.Errorf("%w: stored message unreadable", persistence.ErrBrokenEntry)
+	}
+	pub, err := decodePublish(&persistence.PersistedPacket{ProtocolVersion: packet.Version5, Data: m.v5})
+	if err != nil {
+		return nil, err
+	}
+	pub.PacketID, pub.Dup = 0, false
+	m.pub = pub
+	return pub, nil
+}
+
+// encoded returns the message encoded for protocol version v.
+func (m *wireMsg) encoded(v byte) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	slot := &m.v3
+	if v == packet.Version5 {
+		slot = &m.v5
+	}
+	if *slot != nil {
+		return *slot, nil
+	}
+	pub, err := m.publishLocked()
+	if err != nil {
+		return nil, err
+	}
+	q := *pub
+	if q.QoS > 0 {
+		q.PacketID = 1
+	}
+	b, err := packet.Encode(nil, &q, v)
+	if err != nil {
+		return nil, err
+	}
+	*slot = b
+	return b, nil
+}
+
+// stored returns the record the store keeps for the message in flight (pid) or
+// queued (pid 0). It shares the encoding, which nothing changes.
+func (m *wireMsg) stored(pid uint16) (*persistence.PersistedPacket, error) {
+	data, err := m.encoded(packet.Version5)
+	if err != nil {
+		return nil, err
+	}
+	return &persistence.PersistedPacket{PacketID: pid, QoS: m.qos, ProtocolVersion: packet.Version5, ExpireAt: m.expireAt, Data: data}, nil
+}
+
+// size is what the message counts against a queue's byte limit.
+func (m *wireMsg) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.v5 != nil {
+		return len(m.v5)
+	}
+	if m.pub != nil {
+		return len(m.pub.Topic) + len(m.pub.Payload) + 16
+	}
+	return 16
+}
+
+// outItem is what a connection's writer writes: packet bytes as they are, a
+// shared PUBLISH encoding into which it writes pid and the DUP flag, or a
+// PUBLISH it encodes itself (to give it a topic alias, which must be chosen in
+// the order the packets go out).
+type outItem struct {
+	b     []byte
+	pub   *packet.Publish
+	pid   uint16
+	dup   bool
+	patch bool // b is a QoS 1/2 PUBLISH whose packet id and DUP flag are pid and dup
+	ack   byte // non-zero: a successful PUBACK/PUBREC/PUBREL/PUBCOMP with this first byte, for pid
+}
+
+// errBadPublish reports shared PUBLISH bytes the writer cannot patch, which only
+// a bug produces.
+var errBadPublish = errors.New("broker: encoded PUBLISH too short")
+
+// publishPIDOffset returns where the packet id sits in an encoded QoS 1/2
+// PUBLISH: after the fixed header and the topic name.
+func publishPIDOffset(b []byte) (int, error) {
+	i := 1
+	for i < len(b) && i < 5 && b[i]&0x80 != 0 {
+		i++
+	}
+	i++
+	if i+2 > len(b) {
+		return 0, errBadPublish
+	}
+	off := i + 2 + (int(b[i])<<8 | int(b[i+1]))
+	if off+2 > len(b) {
+		return 0, errBadPublish
+	}
+	return off, nil
+}
+
+// shortAck returns the first byte of p when p is an acknowledgement that is
+// encoded in four bytes (success, no properties) the same way in every version,
+// so the writer can write it without an encoded copy.
+func shortAck(p packet.Packet) (byte, uint16, bool) {
+	switch p := p.(type) {
+	case *packet.Puback:
+		return 0x40, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubrec:
+		return 0x50, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubrel:
+		return 0x62, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	case *packet.Pubcomp:
+		return 0x70, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+	}
+	return 0, 0, false
+}
+
+func emptyAckProps(p *packet.Properties) bool { return p.ReasonString == "" && len(p.User) == 0 }
+
+// writePatched writes the shared encoding b with packet id pid and the DUP flag.
+func writePatched(bw *bufio.Writer, b []byte, pid uint16, dup bool) error {
+	off, err := publishPIDOffset(b)
+	if err != nil {
+		return err
+	}
+	b0 := b[0] &^ 0x08
+	if dup {
+		b0 |= 0x08
+	}
+	bw.WriteByte(b0)
+	bw.Write(b[1:off])
+	bw.WriteByte(byte(pid >> 8))
+	bw.WriteByte(byte(pid))
+	_, err = bw.Write(b[off+2:])
+	return err
+}
+
+// aliases is the writer's side of server-to-client topic aliases: the topics it
+// gave an alias on this connection, up to the client's Topic Alias Maximum and
+// at most maxServerAliases. Aliases are handed out first come, first served and
+// kept for the connection; once they are all taken, other topics are sent in
+// full.
+type aliases struct {
+	max     uint16
+	byTopic map[string]uint16
+	scratch []byte
+}
+
+// maxServerAliases bounds the topic aliases the broker gives one client,
+// whatever Topic Alias Maximum the client allows, so that a client cannot make
+// it keep tens of thousands of topics.
+const maxServerAliases = 1024
+
+// encode encodes pub (a copy the writer may change) with an alias for its topic.
+func (a *aliases) encode(pub *packet.Publish) ([]byte, error) {
+	if al, ok := a.byTopic[pub.Topic]; ok {
+		pub.Topic = ""
+		pub.Properties.TopicAlias = &al
+		return a.encodeScratch(pub)
+	}
+	if len(a.byTopic) >= int(min(a.max, maxServerAliases)) {
+		return a.encodeScratch(pub)
+	}
+	al := uint16(len(a.byTopic) + 1)
+	pub.Properties.TopicAlias = &al
+	b, err := a.encodeScratch(pub)
+	if err == nil {
+		if a.byTopic == nil {
+			a.byTopic = map[string]uint16{}
+		}
+		a.byTopic[strings.Clone(pub.Topic)] = al // not the message's memory
+	}
+	return b, err
+}
+
+func (a *aliases) encodeScratch(pub *packet.Publish) ([]byte, error) {
+	b, err := packet.Encode(a.scratch[:0], pub, packet.Version5)
+	if err == nil {
+		a.scratch = b
+	}
+	return b, err
+}

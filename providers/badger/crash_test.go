@@ -1,0 +1,19 @@
+package badger_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mqttstore/mqttstore/conformance"
+)
+
+// TestCrash SIGKILLs a child process writing to a Badger directory with
+// sync=always, at least 20 times, and checks after each kill that nothing
+// acknowledged was lost and nothing half-applied is visible (see
+// conformance.RunCrash).
+func TestCrash(t *testing.T) {
+	conformance.RunCrash(t, conformance.CrashHarness{
+		NewTarget: func(t testing.TB) string { return dirURL("sync=always&memory=low")(t.TempDir()) },
+		Budget:    30 * time.Second,
+	})
+}
