@@ -19,12 +19,12 @@ import (
 
 	"github.com/mqttstore/mqttstore/broker"
 	"github.com/mqttstore/mqttstore/broker/packet"
+	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
 	_ "github.com/mqttstore/mqttstore/providers/badger"
 	_ "github.com/mqttstore/mqttstore/providers/bolt"
 	_ "github.com/mqttstore/mqttstore/providers/mem"
 	_ "github.com/mqttstore/mqttstore/providers/postgres"
-	"github.com/mqttstore/mqttstore/internal/pgtest"
 )
 
 // wait bounds every receive in these tests.

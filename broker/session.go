@@ -135,7 +135,6 @@ func (s *session) returnAcked(acked []uint64) {
 // holds mu.
 func (s *session) hasQueue() bool { return s.queued+s.pendingQ > 0 }
 
-
 // deadlinesAt computes the deadlines of a session that disconnects at t. Caller
 // holds mu.
 func (s *session) deadlinesAt(t time.Time, withWill bool) persistence.SessionExpiry {
