@@ -1,5 +1,7 @@
 // Package packet encodes and decodes MQTT 3.1, 3.1.1 and 5.0 control
-// packets for the mqttstore broker.
+// packets. It is the mqttstore broker's codec and a supported public package:
+// the packets a store keeps (PersistedPacket.Data) are MQTT wire bytes, and tools
+// and other brokers decode them with it ([ReadPacket] over a bytes.Reader).
 //
 // It is hand-written because the maintained Go MQTT codecs do not fit a
 // broker that speaks both versions: paho.golang/packets is 5.0-only and
@@ -21,8 +23,4 @@
 // topic name and filter syntax (beyond UTF-8 validity), topic alias
 // ranges, whether a client may send a given packet, client identifier
 // rules.
-//
-// The package imports only the standard library; it must not import the
-// persistence SDK, its drivers or the rest of the broker, so that it can be
-// fuzzed and reused on its own.
 package packet

@@ -27,6 +27,7 @@ var rules = []rule{
 	{"conformance", []string{"providers", "broker", "cmd"}, "the suite tests drivers through the SDK only"},
 	{"providers/", []string{"providers/", "conformance", "broker", "cmd"}, "no driver imports another driver, the suite or the broker"},
 	{"broker", []string{"providers", "conformance", "cmd"}, "the broker runs on any driver"},
+	{"broker/packet", []string{"persistence", "providers", "conformance", "broker/", "cmd", "internal", "demo"}, "the codec stands alone (fuzzed and reused on its own)"},
 	{"internal", []string{"cmd"}, "commands are leaves"},
 	{"demo", []string{"providers", "conformance", "cmd"}, "the demo runs on whatever driver its main imports"},
 }
