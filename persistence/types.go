@@ -91,6 +91,10 @@ var (
 	// ErrInvalidArgument reports an argument no store can accept, such as an
 	// unknown packet class, a nil packet, an empty filter or a nil callback.
 	ErrInvalidArgument = driver.ErrInvalidArgument
+	// ErrStorageFull reports a write refused because the store's disk or quota is
+	// full (or too nearly full for the engine to write safely). Nothing was written;
+	// retry once space is freed.
+	ErrStorageFull = driver.ErrStorageFull
 	// ErrStopIteration may be returned (also wrapped) by an iteration callback to
 	// stop early without error: the iterating method then returns nil.
 	ErrStopIteration = driver.ErrStopIteration

@@ -24,6 +24,10 @@ var (
 	// ErrInvalidArgument reports an argument no store can accept, such as an unknown
 	// packet class, a nil packet or an empty topic for a retained message.
 	ErrInvalidArgument = errors.New("persistence: invalid argument")
+	// ErrStorageFull reports a write refused because the store's disk (or quota) is
+	// full, or too nearly full for the engine to write safely. Nothing was written;
+	// the write may be retried once space is freed.
+	ErrStorageFull = errors.New("persistence: storage full")
 	// ErrStopIteration may be returned by an iteration callback to stop early without
 	// error: the iterating method then returns nil.
 	ErrStopIteration = errors.New("persistence: stop iteration")
