@@ -190,7 +190,8 @@ func TestOpValidate(t *testing.T) {
 		{"StateStoreWillQoS3", driver.Op{Kind: driver.OpStateStore, State: &persistence.SessionState{Will: &persistence.PersistedPacket{QoS: 3}}}, "QoS 3"},
 
 		{"KindZero", driver.Op{}, "unknown batch operation 0"},
-		{"KindUnknown", driver.Op{Kind: driver.OpExpiryDelete + 1}, "unknown batch operation"},
+		{"FenceEpochZero", driver.Op{Kind: driver.OpFence, ID: "s"}, "epoch 0"},
+		{"KindUnknown", driver.Op{Kind: driver.OpFence + 1}, "unknown batch operation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

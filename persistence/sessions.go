@@ -26,6 +26,9 @@ func (ss *Sessions) apply(ctx context.Context, op string, ops []driver.Op) ([]ui
 			return nil, c.end(err)
 		}
 	}
+	if err := s.checkFences(op, ops); err != nil { // shared.go
+		return nil, c.end(err)
+	}
 	seqs, err := s.conn.Apply(ctx, ops)
 	return seqs, c.end(err)
 }

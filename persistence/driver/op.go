@@ -21,6 +21,7 @@ const (
 	OpStateDelete                              // Sessions.StateDelete
 	OpExpiryStore                              // Sessions.ExpiryStore
 	OpExpiryDelete                             // Sessions.ExpiryDelete
+	OpFence                                    // Batch.Fence: commit only while session ID is owned under Epoch (see Sharer)
 )
 
 // Op is one write, as drivers see it. Only the fields its Kind names are set. Its
@@ -37,6 +38,7 @@ type Op struct {
 	State        *SessionState
 	Expiry       SessionExpiry
 	Base         SessionBase
+	Epoch        uint64 // OpFence
 }
 
 // Validate checks the arguments of o that no store could accept and returns an error
@@ -72,6 +74,11 @@ func (o *Op) Validate() error {
 		}
 		return nil
 	case OpExpiryStore:
+		return nil
+	case OpFence:
+		if o.Epoch == 0 {
+			return invalidArg("fence with epoch 0 (no claim has epoch 0)")
+		}
 		return nil
 	}
 	return invalidArg("unknown batch operation %d", uint8(o.Kind))
