@@ -36,6 +36,16 @@ type Options struct {
 	// DefaultSysInterval, a negative value turns them off. A client
 	// subscribing to them gets the current values at once, flagged retained.
 	SysInterval time.Duration
+	// Quarantine lets New start when a session cannot be restored because
+	// the store holds a damaged record of it (persistence.ErrBrokenEntry):
+	// that session is set aside instead of failing New. A session set aside is
+	// left in the store as it is, for an operator to repair or delete; it is
+	// logged (client id and error), counted in RestoreStats.Quarantined and
+	// listed by Quarantined, its subscriptions get no messages, and a client
+	// connecting with its id is refused (CONNACK 0x88 server unavailable,
+	// 3.1.1 return code 3). Other errors still fail New. Off by default: a
+	// damaged store then stops New with an error naming the session.
+	Quarantine bool
 }
 
 // RestoreStats reports what New restored from the store.
@@ -47,6 +57,7 @@ type RestoreStats struct {
 	Retained         int // retained messages in the store
 	WillsFired       int // wills whose deadline had passed, published during New
 	SessionsExpired  int // sessions whose expiry had passed, removed during New
+	Quarantined      int // sessions set aside as damaged (Options.Quarantine)
 }
 
 // Stats are the broker's counters since New.
@@ -58,6 +69,8 @@ type Stats struct {
 	MessagesOut   int64 // PUBLISH packets written to clients (redeliveries included)
 	Dropped       int64 // messages dropped for a subscriber: queue full, too large, expired, slow QoS 0
 	StorageErrors int64 // failed store calls (each also logged and reported to the client)
+	Refused       int64 // connections closed at once by Limits.MaxConnections or MaxConnectionRate
+	BufferedBytes int64 // bytes waiting for the connections' writers now (Limits.MaxBufferedBytes)
 }
 
 // storeTimeout bounds each store call, so a stuck store turns into an error the
@@ -100,9 +113,20 @@ type Broker struct {
 	// $SYS publication.
 	sysLastOps, sysLastNanos int64
 
+	// outMem is the broker-wide outgoing budget (Limits.MaxBufferedBytes);
+	// live counts admitted connections and rate paces new ones (budget.go).
+	outMem                        budget
+	live                          atomic.Int64
+	rate                          *rateLimiter
+	refusedUnlogged, refusedLogAt atomic.Int64
+	// quarantined holds the sessions set aside by restore, by id
+	// (quarantine.go); written only during New.
+	quarantined       map[string]error
+	quarantineVisited int // sessions LoadForEach handed to restore
+
 	stats struct {
-		connected, connections, in, out, dropped, storageErrors atomic.Int64
-		storeOps, storeNanos                                    atomic.Int64 // fan-out commits and their total time
+		connected, connections, in, out, dropped, storageErrors, refused atomic.Int64
+		storeOps, storeNanos                                             atomic.Int64 // fan-out commits and their total time
 	}
 	storeCtxs atomic.Pointer[sharedCtx]
 }
@@ -134,6 +158,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		expiryKick: make(chan struct{}, 1),
 		stopBG:     make(chan struct{}),
 	}
+	b.outMem.limit = b.limits.MaxBufferedBytes
+	b.rate = newRateLimiter(b.limits.MaxConnectionRate)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.restore(ctx); err != nil {
 		b.cancel()
@@ -212,6 +238,8 @@ func (b *Broker) Stats() Stats {
 		MessagesOut:   b.stats.out.Load(),
 		Dropped:       b.stats.dropped.Load(),
 		StorageErrors: b.stats.storageErrors.Load(),
+		Refused:       b.stats.refused.Load(),
+		BufferedBytes: b.outMem.used.Load(),
 	}
 }
 

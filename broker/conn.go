@@ -32,7 +32,8 @@ const (
 	// outQueue is how many encoded packets may wait for the writer. Beyond it a
 	// QoS 0 message is dropped and anything else disconnects the client as too
 	// slow (its QoS 1/2 messages stay in flight in the store for the next
-	// connection).
+	// connection). Their bytes are bounded by Limits.MaxConnQueueBytes and
+	// MaxBufferedBytes (budget.go).
 	outQueue = 1024
 )
 
@@ -54,6 +55,9 @@ type conn struct {
 	aliasOut uint16            // client's Topic Alias Maximum: aliases the writer may give
 	aliasIn  map[uint16]string // topic aliases the client set, by alias
 	out      chan outItem
+	outq     budget       // bytes in out (Limits.MaxConnQueueBytes)
+	outMu    sync.RWMutex // senders hold it for reading; the writer's exit for writing
+	outDead  bool         // the writer has exited and drained out; guarded by outMu
 	kick     chan struct{}
 	done     chan struct{} // closed when the connection starts closing
 	finished chan struct{} // closed when the session is detached and goroutines ended
@@ -66,6 +70,11 @@ type conn struct {
 }
 
 func (b *Broker) serveConn(nc net.Conn) {
+	if !b.admit() {
+		nc.Close()
+		return
+	}
+	defer b.leave()
 	ctx, cancel := context.WithCancel(b.ctx)
 	c := &conn{
 		b: b, nc: nc, br: bufio.NewReaderSize(nc, 4096), ctx: ctx, cancel: cancel,
@@ -73,6 +82,7 @@ func (b *Broker) serveConn(nc net.Conn) {
 		done: make(chan struct{}), finished: make(chan struct{}),
 		info: ClientInfo{RemoteAddr: nc.RemoteAddr().String()},
 	}
+	c.outq.limit = b.limits.MaxConnQueueBytes
 	defer c.linger() // after finished: a takeover need not wait for it
 	defer close(c.finished)
 	defer cancel()
@@ -115,14 +125,18 @@ func (b *Broker) serveConn(nc net.Conn) {
 // ends.
 func (c *conn) readLoop() {
 	maxSize := uint32(c.b.limits.MaxPacketSize)
+	deadline := c.b.limits.packetDeadline(c.keepDur)
 	for {
 		select {
 		case <-c.done:
 			return
 		default:
 		}
-		if c.keepDur > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.keepDur))
+		if deadline > 0 {
+			// Keep-alive, or the idle limit of a client without one: either
+			// way a whole packet must arrive in time, so trickling bytes does
+			// not keep a connection open.
+			c.nc.SetReadDeadline(time.Now().Add(deadline))
 		}
 		p, err := packet.ReadPacket(c.br, c.version, maxSize)
 		if err != nil {
@@ -185,7 +199,12 @@ func (c *conn) readError(err error) {
 		select {
 		case <-c.done: // closing anyway; the deadline was ours
 		default:
-			c.b.log.Info("broker: keepalive timeout", "client", c.info.ID)
+			if c.keepDur > 0 {
+				c.b.log.Info("broker: keepalive timeout", "client", c.info.ID)
+			} else {
+				c.b.log.Info("broker: idle timeout (client without keep-alive)", "client", c.info.ID,
+					"remote", c.info.RemoteAddr, "idle", c.b.limits.IdleTimeout)
+			}
 			c.close(dispLost, packet.KeepAliveTimeout)
 		}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -227,9 +246,11 @@ func (c *conn) disposition() disposition {
 // shutdownClose is Shutdown's way of ending a connection.
 func (c *conn) shutdownClose() { c.close(dispShutdown, packet.ServerShuttingDown) }
 
-// send queues an encoded packet for the writer. A full queue drops the packet when
-// droppable (QoS 0) and otherwise closes the connection as too slow. It reports
-// whether the packet was queued.
+// send queues an encoded packet for the writer. A droppable packet (QoS 0) waits
+// for room in the outgoing byte budgets and is dropped when there is none (see
+// takeOut); any other packet is charged to them without a limit, and a full
+// queue (outQueue packets) closes the connection as too slow. It reports whether
+// the packet was queued.
 func (c *conn) send(b []byte, droppable bool) bool {
 	return c.sendItem(outItem{b: b}, droppable)
 }
@@ -241,12 +262,32 @@ func (c *conn) sendItem(it outItem, droppable bool) bool {
 		return false
 	default:
 	}
-	select {
-	case c.out <- it:
-		return true
-	default:
-	}
+	n := it.cost()
 	if droppable {
+		if !c.takeOut(n) {
+			return false
+		}
+	} else {
+		c.outq.force(n)
+		c.b.outMem.force(n)
+	}
+	it.n = n
+	c.outMu.RLock()
+	queued := false
+	if !c.outDead {
+		select {
+		case c.out <- it:
+			queued = true
+		default:
+		}
+	}
+	dead := c.outDead
+	c.outMu.RUnlock()
+	if queued {
+		return true
+	}
+	c.releaseOut(n)
+	if droppable || dead {
 		return false
 	}
 	c.b.log.Warn("broker: client does not read; disconnecting", "client", c.info.ID)
@@ -273,9 +314,11 @@ func (c *conn) sendPacket(p packet.Packet) bool {
 // queue is empty or the buffer full. It half-closes the socket at the end; the
 // connection's last goroutine closes it (see linger).
 func (c *conn) writeLoop() {
+	defer c.drainOut()
 	bw := bufio.NewWriterSize(c.nc, 16<<10)
 	var al *aliases
 	write := func(it outItem) bool {
+		defer c.releaseOut(it.n)
 		var err error
 		switch {
 		case it.pub != nil:
@@ -342,6 +385,22 @@ func (c *conn) writeLoop() {
 					return
 				}
 			}
+		}
+	}
+}
+
+// drainOut ends the queue when the writer exits: what is still queued, or
+// queued later, is discarded and its bytes given back to the budgets.
+func (c *conn) drainOut() {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	c.outDead = true
+	for {
+		select {
+		case it := <-c.out:
+			c.releaseOut(it.n)
+		default:
+			return
 		}
 	}
 }

@@ -210,6 +210,11 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 			b.mu.Unlock()
 			return false, packet.ServerUnavailable
 		}
+		if b.isQuarantined(id) { // quarantine.go
+			b.mu.Unlock()
+			b.log.Warn("broker: client refused: its session is quarantined as damaged", "client", id)
+			return false, packet.ServerUnavailable
+		}
 		s := b.sessions[id]
 		if s == nil || s.gone {
 			s = newSession(id)

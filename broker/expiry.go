@@ -100,7 +100,7 @@ func (b *Broker) expireOne(id string, e persistence.SessionExpiry, now time.Time
 	expDue := !e.ExpireAt.IsZero() && !now.Before(e.ExpireAt)
 	if s == nil {
 		// Not known in memory (written by another process?): only removal applies.
-		if expDue {
+		if expDue && !b.isQuarantined(id) { // a damaged session waits for an operator
 			if err := b.sess.Delete(b.ctx, id); err != nil {
 				b.storageError("Sessions.Delete(expired)", id, err)
 			}

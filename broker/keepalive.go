@@ -19,3 +19,13 @@ func (l Limits) keepAliveFor(ka uint16) (uint16, bool) {
 func readTimeout(ka uint16) time.Duration {
 	return time.Duration(ka) * 1500 * time.Millisecond
 }
+
+// packetDeadline is how long the reader waits for the next whole packet from a
+// client whose keep-alive read timeout is keepDur: keepDur itself, or for a
+// client without keep-alive Limits.IdleTimeout (0: no deadline).
+func (l Limits) packetDeadline(keepDur time.Duration) time.Duration {
+	if keepDur > 0 {
+		return keepDur
+	}
+	return max(l.IdleTimeout, 0)
+}

@@ -1,5 +1,7 @@
 package broker
 
+import "time"
+
 // Default limits, used for every zero field of Limits.
 const (
 	// DefaultMaxQueuedMessages bounds a session's queue of undelivered QoS 1/2
@@ -19,6 +21,23 @@ const (
 	// own Receive Maximum), and how many unreleased QoS 2 messages it accepts
 	// from one client.
 	DefaultReceiveMaximum = 32
+	// DefaultMaxConnQueueBytes bounds the bytes waiting to be written to one
+	// connection (see Limits.MaxConnQueueBytes).
+	DefaultMaxConnQueueBytes = 4 << 20
+	// DefaultMaxBufferedBytes bounds the bytes waiting to be written to all
+	// connections together (see Limits.MaxBufferedBytes).
+	DefaultMaxBufferedBytes = 64 << 20
+	// DefaultBackpressureWait is how long a publisher is paused for a subscriber
+	// whose outgoing budget is full before the message is dropped for it.
+	DefaultBackpressureWait = time.Second
+	// DefaultMaxConnections bounds the connections served at once.
+	DefaultMaxConnections = 4096
+	// DefaultMaxConnectionRate bounds new connections per second (with a burst
+	// of as many).
+	DefaultMaxConnectionRate = 500
+	// DefaultIdleTimeout is how long a client that asked for keep-alive 0 may
+	// stay without sending a whole packet.
+	DefaultIdleTimeout = 5 * time.Minute
 )
 
 // Limits bounds what one client can make the broker hold. Zero fields take the
@@ -66,6 +85,52 @@ type Limits struct {
 	// SubIDUnavailable refuses subscription identifiers: a SUBSCRIBE carrying one
 	// is answered with DISCONNECT 0xA1.
 	SubIDUnavailable bool
+
+	// Memory and connection limits. Every byte the broker holds for a client
+	// in memory is bounded by one of them: messages queued for a session by
+	// MaxQueuedMessages and MaxQueuedBytes (persistent sessions keep their
+	// queue in the store and only count it), messages in flight by
+	// ReceiveMaximum times MaxPacketSize, a packet being read by what the client
+	// actually sent, and packets waiting for a connection's writer by the two
+	// budgets below.
+
+	// MaxConnQueueBytes is the per-connection outgoing budget: the bytes of
+	// packets waiting to be written to one client. A QoS 0 message that does
+	// not fit pauses its publisher (the broker stops reading from it) for up
+	// to BackpressureWait until the writer makes room, and is then dropped for
+	// that subscriber (Stats.Dropped); a subscriber whose budget stayed full
+	// that long is marked stalled, and further QoS 0 messages are dropped for it
+	// without pausing anyone until its queue is half empty again. QoS 1/2
+	// messages are bounded by the in-flight window instead and are charged but
+	// never refused. A single packet larger than the budget still goes to a
+	// connection with an empty queue. 0 means DefaultMaxConnQueueBytes.
+	MaxConnQueueBytes int64
+	// MaxBufferedBytes is the broker-wide outgoing budget: the bytes waiting
+	// for every connection's writer together, with the same policy as
+	// MaxConnQueueBytes. 0 means DefaultMaxBufferedBytes.
+	MaxBufferedBytes int64
+	// BackpressureWait is how long a publisher is paused for one full
+	// subscriber before its QoS 0 message is dropped for it; 0 means
+	// DefaultBackpressureWait, a negative value drops at once.
+	BackpressureWait time.Duration
+	// MaxConnections bounds the connections served at once (TCP, TLS and
+	// WebSocket together); a connection beyond it is closed as soon as it is
+	// accepted and counted in Stats.Refused. 0 means DefaultMaxConnections, a
+	// negative value no limit.
+	MaxConnections int
+	// MaxConnectionRate bounds how many connections are accepted per second,
+	// with a burst of as many; connections beyond it are closed at once and
+	// counted in Stats.Refused. 0 means DefaultMaxConnectionRate, a negative
+	// value no limit.
+	MaxConnectionRate int
+	// IdleTimeout is how long a client that asked for keep-alive 0 (no
+	// keep-alive) may go without sending a whole packet: after it the
+	// connection is closed as for a keep-alive timeout (5.0: DISCONNECT 0x8D),
+	// so a client trickling a byte at a time cannot hold a connection forever.
+	// Clients with a keep-alive get one and a half times it per packet instead.
+	// 0 means DefaultIdleTimeout, a negative value no limit. MaxKeepAlive, when
+	// set, applies to keep-alive 0 clients first and is told to 5.0 clients.
+	IdleTimeout time.Duration
 }
 
 // DefaultTopicAliasMaximum is the number of topic aliases a 5.0 client may set
@@ -98,6 +163,24 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.ReceiveMaximum > 65535 {
 		l.ReceiveMaximum = 65535
+	}
+	if l.MaxConnQueueBytes <= 0 {
+		l.MaxConnQueueBytes = DefaultMaxConnQueueBytes
+	}
+	if l.MaxBufferedBytes <= 0 {
+		l.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if l.BackpressureWait == 0 {
+		l.BackpressureWait = DefaultBackpressureWait
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxConnectionRate == 0 {
+		l.MaxConnectionRate = DefaultMaxConnectionRate
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = DefaultIdleTimeout
 	}
 	switch {
 	case l.TopicAliasMaximum == 0:

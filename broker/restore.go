@@ -16,7 +16,9 @@ import (
 func (b *Broker) restore(ctx context.Context) error {
 	now := b.now()
 	st := &b.restored
-	err := b.sess.LoadForEach(ctx, func(ls *persistence.LoadedSession) error {
+	// quarantining and quarantineSkipped (quarantine.go) set damaged sessions
+	// aside under Options.Quarantine; without it they change nothing.
+	err := b.sess.LoadForEach(ctx, b.quarantining(func(ls *persistence.LoadedSession) error {
 		s := newSession(ls.ID)
 		s.stored = true
 		if ls.State != nil {
@@ -98,8 +100,8 @@ func (b *Broker) restore(ctx context.Context) error {
 		st.QueuedMessages += s.queued
 		st.InflightMessages += len(s.inflight)
 		return nil
-	})
-	if err != nil {
+	}))
+	if err = b.quarantineSkipped(ctx, err); err != nil {
 		return err
 	}
 	n, err := b.ret.Count(ctx)
@@ -110,6 +112,6 @@ func (b *Broker) restore(ctx context.Context) error {
 	st.WillsFired, st.SessionsExpired = b.runExpiry(ctx)
 	b.log.Info("broker: state restored", "sessions", st.Sessions, "subscriptions", st.Subscriptions,
 		"queued", st.QueuedMessages, "inflight", st.InflightMessages, "retained", st.Retained,
-		"wills_fired", st.WillsFired, "sessions_expired", st.SessionsExpired)
+		"wills_fired", st.WillsFired, "sessions_expired", st.SessionsExpired, "quarantined", st.Quarantined)
 	return nil
 }

@@ -128,8 +128,9 @@ type outItem struct {
 	pub   *packet.Publish
 	pid   uint16
 	dup   bool
-	patch bool // b is a QoS 1/2 PUBLISH whose packet id and DUP flag are pid and dup
-	ack   byte // non-zero: a successful PUBACK/PUBREC/PUBREL/PUBCOMP with this first byte, for pid
+	patch bool  // b is a QoS 1/2 PUBLISH whose packet id and DUP flag are pid and dup
+	ack   byte  // non-zero: a successful PUBACK/PUBREC/PUBREL/PUBCOMP with this first byte, for pid
+	n     int64 // bytes charged to the outgoing budgets (budget.go), given back once written
 }
 
 // errBadPublish reports shared PUBLISH bytes the writer cannot patch, which only
