@@ -138,28 +138,40 @@ func openEngine(c Config) (*engine, error) {
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: create directory of %s: %w", c.Path, err)
 	}
-	db, err := bbolt.Open(c.Path, 0o600, &bbolt.Options{
+	if err := checkFile(c); err != nil {
+		return nil, err
+	}
+	var db *bbolt.DB
+	err = guard(c.Path, func() (err error) {
+		db, err = bbolt.Open(c.Path, 0o600, &bbolt.Options{
 		Timeout: c.Timeout,
 		// The freelist is rebuilt at open instead of being written by every commit,
 		// which halves the pages a small commit writes.
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
+		})
+		return err
 	})
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: %s is locked by another process (waited %s; see the timeout option): %w", c.Path, c.Timeout, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bolt: open %s: %w", c.Path, err)
+		if errors.Is(err, driver.ErrBrokenEntry) {
+			return nil, err
+		}
+		return nil, mapOpenErr(c.Path, err)
 	}
 	db.NoSync = c.Sync != SyncAlways
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
-	}); err != nil {
+	e := &engine{db: db, path: c.Path}
+	if err := e.mapErr(guard(c.Path, func() error {
+		return db.Update(func(tx *bbolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucket)
+			return err
+		})
+	})); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", c.Path, err)
 	}
-	e := &engine{db: db}
 	if c.Sync == SyncBatch {
 		e.syncer = kv.Every(syncInterval, func(<-chan struct{}) { _ = db.Sync() })
 	}
@@ -169,27 +181,37 @@ func openEngine(c Config) (*engine, error) {
 // engine adapts a bbolt database to kv.Engine.
 type engine struct {
 	db     *bbolt.DB
+	path   string
 	syncer *kv.Ticker // sync=batch: the periodic fsync
 	closed sync.Once  // Close and crash close the file once
 	err    error
 }
 
-func mapErr(err error) error {
+func (e *engine) mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, bberrors.ErrDatabaseNotOpen):
 		return fmt.Errorf("bolt: %w: %w", kv.ErrEngineClosed, err)
+	case isFull(err) && !errors.Is(err, driver.ErrStorageFull):
+		return fmt.Errorf("bolt: %s: %w: %w", e.path, driver.ErrStorageFull, err)
 	}
 	return err
 }
 
+// View and Update run under guard: a page found damaged while the store runs fails
+// the call with driver.ErrBrokenEntry instead of killing the process (bbolt rolls
+// the transaction back and releases its locks as the panic unwinds).
 func (e *engine) View(fn func(kv.Tx) error) error {
-	return mapErr(e.db.View(func(tx *bbolt.Tx) error { return fn(txn{tx.Bucket(bucket)}) }))
+	return e.mapErr(guard(e.path, func() error {
+		return e.db.View(func(tx *bbolt.Tx) error { return fn(txn{tx.Bucket(bucket)}) })
+	}))
 }
 
 func (e *engine) Update(fn func(kv.Tx) error) error {
-	return mapErr(e.db.Update(func(tx *bbolt.Tx) error { return fn(txn{tx.Bucket(bucket)}) }))
+	return e.mapErr(guard(e.path, func() error {
+		return e.db.Update(func(tx *bbolt.Tx) error { return fn(txn{tx.Bucket(bucket)}) })
+	}))
 }
 
 // Close stops the periodic fsync, fsyncs (bbolt skips it under NoSync) and closes
