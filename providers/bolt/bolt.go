@@ -144,11 +144,11 @@ func openEngine(c Config) (*engine, error) {
 	var db *bbolt.DB
 	err = guard(c.Path, func() (err error) {
 		db, err = bbolt.Open(c.Path, 0o600, &bbolt.Options{
-		Timeout: c.Timeout,
-		// The freelist is rebuilt at open instead of being written by every commit,
-		// which halves the pages a small commit writes.
-		NoFreelistSync: true,
-		FreelistType:   bbolt.FreelistMapType,
+			Timeout: c.Timeout,
+			// The freelist is rebuilt at open instead of being written by every commit,
+			// which halves the pages a small commit writes.
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
 		})
 		return err
 	})
