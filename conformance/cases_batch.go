@@ -182,6 +182,7 @@ var batchCases = []tcase{
 		p := pkt(9)
 		p.Seq = seqs[0]
 		e.queue("s", cq, []*persistence.PersistedPacket{p})
+		e.sessionCount(1)
 	}},
 	{"DeleteCreateThenOldSeqsInLaterBatch", func(e *env) {
 		e.create("s")
@@ -215,6 +216,7 @@ var batchCases = []tcase{
 		e.ok(err, "Apply of PacketDeletes of the old incarnation's seqs")
 		e.queue("s", cq, fresh)
 		e.queue("s", persistence.ClassUnAck, nil)
+		e.sessionCount(1)
 	}},
 	{"SubscriptionsStateExpiryOps", func(e *env) {
 		e.create("s")
@@ -287,4 +289,16 @@ var batchCases = []tcase{
 			e.queue("s", c, want)
 		}
 	}},
+}
+
+// sessionCount checks Sessions.Count and that LoadForEach agrees.
+func (e *env) sessionCount(want uint64) {
+	n, err := e.ss.Count(e.ctx)
+	e.ok(err, "Count")
+	if n != want {
+		e.fatalf("Count = %d, want %d", n, want)
+	}
+	if got := len(e.loadAll()); got != int(want) {
+		e.fatalf("LoadForEach visits %d sessions, want %d", got, want)
+	}
 }

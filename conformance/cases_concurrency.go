@@ -194,72 +194,74 @@ var concurrencyCases = []tcase{
 		}
 	}},
 	{"DifferentFiltersSameSession", func(e *env) {
-		// Workers subscribe and unsubscribe their own filters on one session
-		// concurrently: a driver that rewrites the session's list read before
-		// another worker's write loses that write.
-		const workers, n = 8, 24
+		// Round after round, workers subscribe to their own new filter and
+		// unsubscribe from their previous one on one session, all at once: a
+		// driver that rewrites the session's list read before another worker's
+		// write loses that write. Checked after every round.
+		const workers, rounds = 8, 12
 		e.create("s")
-		e.parallel(workers, func(w int) error {
-			for i := range n {
-				if err := e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("f/%d/%d", w, i), i)); err != nil {
+		for r := range rounds {
+			e.parallel(workers, func(w int) error {
+				if err := e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("f/%d/%d", w, r), r)); err != nil {
 					return err
 				}
-				if i%2 == 1 {
-					if err := e.ss.SubscriptionsDelete(e.ctx, "s", fmt.Sprintf("f/%d/%d", w, i-1)); err != nil {
-						return err
-					}
+				if r > 0 {
+					return e.ss.SubscriptionsDelete(e.ctx, "s", fmt.Sprintf("f/%d/%d", w, r-1))
 				}
+				return nil
+			})
+			var want []persistence.Subscription
+			for w := range workers {
+				want = append(want, sub(fmt.Sprintf("f/%d/%d", w, r), r))
 			}
-			return nil
-		})
-		var want []persistence.Subscription
-		for w := range workers {
-			for i := 1; i < n; i += 2 {
-				want = append(want, sub(fmt.Sprintf("f/%d/%d", w, i), i))
-			}
+			e.subsSet("s", want...)
 		}
-		e.subsSet("s", want...)
 	}},
 	{"StateAndExpiryWithAppends", func(e *env) {
-		// State, deadlines, subscriptions and appends written concurrently to one
-		// session: none of them is lost (no read-modify-write of a session record
-		// that drops a concurrent update).
-		const n = 80
+		// Round after round, a state, deadlines, a subscription and a packet are
+		// written to one session at once: none of them is lost (no
+		// read-modify-write of a session record that drops a concurrent update).
+		// Checked after every round.
+		const rounds = 16
 		e.create("s")
-		e.parallel(4, func(w int) error {
-			for i := range n {
+		var q []*persistence.PersistedPacket
+		var subs []persistence.Subscription
+		for r := range rounds {
+			x := persistence.SessionExpiry{ExpireAt: caseEpoch.Add(time.Duration(r+1) * time.Minute), WillAt: caseEpoch.Add(time.Duration(r+1) * time.Second)}
+			var seq uint64
+			e.parallel(4, func(w int) error {
 				var err error
 				switch w {
 				case 0:
-					_, err = e.ss.PacketAppend(e.ctx, "s", cq, workerPkt(0, i))
+					// Started first and several writes, so that the state written
+					// once in this round lands among them.
+					for k := 0; k < 4 && err == nil; k++ {
+						err = e.ss.ExpiryStore(e.ctx, "s", x)
+					}
 				case 1:
-					err = e.ss.StateStore(e.ctx, "s", state(i))
+					seq, err = e.ss.PacketAppend(e.ctx, "s", cq, workerPkt(0, r))
 				case 2:
-					err = e.ss.ExpiryStore(e.ctx, "s", persistence.SessionExpiry{ExpireAt: caseEpoch.Add(time.Duration(i+1) * time.Minute)})
+					err = e.ss.StateStore(e.ctx, "s", state(r))
 				case 3:
-					err = e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("x/%d", i), i))
+					err = e.ss.SubscriptionsStore(e.ctx, "s", sub(fmt.Sprintf("x/%d", r), r))
 				}
 				if err != nil {
-					return fmt.Errorf("worker %d, write %d: %w", w, i, err)
+					return fmt.Errorf("round %d, writer %d: %w", r, w, err)
 				}
-			}
-			return nil
-		})
-		e.checkPerWorkerFIFO(e.read("s", cq), 1, n)
-		st, err := e.ss.StateGet(e.ctx, "s")
-		e.ok(err, "StateGet")
-		e.eq(diffState(st, state(n-1)), "StateGet after concurrent writes (want the last state stored)")
-		x, err := e.ss.ExpiryGet(e.ctx, "s")
-		e.ok(err, "ExpiryGet")
-		e.eq(diffExpiry(x, persistence.SessionExpiry{ExpireAt: caseEpoch.Add(n * time.Minute)}), "ExpiryGet after concurrent writes (want the last deadline stored)")
-		var subs []persistence.Subscription
-		for i := range n {
-			subs = append(subs, sub(fmt.Sprintf("x/%d", i), i))
-		}
-		e.subsSet("s", subs...)
-		ls := e.loadAll()["s"]
-		if ls == nil || ls.State == nil || ls.Expiry == nil || len(ls.Subscriptions) != n {
-			e.fatalf("LoadForEach after concurrent writes: session %+v lost its state, deadlines or subscriptions", ls)
+				return nil
+			})
+			p := workerPkt(0, r)
+			p.Seq = seq
+			q = append(q, p)
+			subs = append(subs, sub(fmt.Sprintf("x/%d", r), r))
+			e.queue("s", cq, q)
+			st, err := e.ss.StateGet(e.ctx, "s")
+			e.ok(err, "StateGet")
+			e.eq(diffState(st, state(r)), "StateGet after round %d of concurrent writes (the state stored in that round was lost)", r)
+			got, err := e.ss.ExpiryGet(e.ctx, "s")
+			e.ok(err, "ExpiryGet")
+			e.eq(diffExpiry(got, x), "ExpiryGet after round %d of concurrent writes (the deadlines stored in that round were lost)", r)
+			e.subsSet("s", subs...)
 		}
 	}},
 	{"IterateWhileWriting", func(e *env) {

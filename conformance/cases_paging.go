@@ -113,7 +113,8 @@ var pagingCases = []tcase{
 	}},
 	{"ExpiredAtPageBoundaries", func(e *env) {
 		// Deadlines come in runs of three equal ones, so that page boundaries fall
-		// inside runs of ties; sessions not yet due sit between the due ones.
+		// inside runs of ties, and run against id order; sessions not yet due sit
+		// between the due ones.
 		for _, n := range e.h.pageSizes() {
 			p := e.fresh()
 			e.setStore(p)
@@ -122,7 +123,7 @@ var pagingCases = []tcase{
 			for i := range n {
 				id := fmt.Sprintf("d%05d", i)
 				ids = append(ids, id)
-				b.Create(id, e.base()).ExpiryStore(id, persistence.SessionExpiry{ExpireAt: e.at(-time.Hour + time.Duration(i/3)*time.Second)})
+				b.Create(id, e.base()).ExpiryStore(id, persistence.SessionExpiry{ExpireAt: e.at(-time.Hour - time.Duration(i/3)*time.Second)})
 				later := fmt.Sprintf("l%05d", i)
 				b.Create(later, e.base()).ExpiryStore(later, persistence.SessionExpiry{WillAt: e.at(time.Duration(i+1) * time.Second)})
 			}
