@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
+	bopts "github.com/dgraph-io/badger/v4/options"
 
 	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/driver"
@@ -152,6 +153,10 @@ func options(c Config, logger *slog.Logger) bdg.Options {
 		// Writes are serialized by the group committer, so Badger's conflict
 		// detection would only cost time.
 		WithDetectConflicts(false).
+		// Every table is verified in full when the store opens (checkDir); blocks
+		// are verified again when read, and values in the value log too.
+		WithChecksumVerificationMode(bopts.OnBlockRead).
+		WithVerifyValueChecksum(true).
 		WithNumCompactors(2).
 		WithNumVersionsToKeep(1)
 	switch c.Memory {
@@ -187,18 +192,34 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	opts := options(cfg, logger)
 	if !cfg.InMemory {
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("badger: create directory %s: %w", cfg.Dir, err)
 		}
+		if err := checkDir(opts); err != nil {
+			return nil, err
+		}
 	}
-	db, err := bdg.Open(options(cfg, logger))
-	if err != nil {
+	var db *bdg.DB
+	err = guard(cfg.Dir, func() (err error) {
+		db, err = bdg.Open(opts)
+		return err
+	})
+	switch {
+	case errors.Is(err, driver.ErrBrokenEntry):
+		return nil, err
+	case isFull(err):
+		return nil, fmt.Errorf("badger: open %s: %w: %w", cfg.Dir, driver.ErrStorageFull, err)
+	case err != nil:
 		return nil, fmt.Errorf("badger: open %s: %w", cfg.Dir, err)
 	}
-	e := &engine{db: db, logger: logger}
+	e := &engine{db: db, logger: logger, dir: cfg.Dir}
 	if !cfg.InMemory {
+		e.reserve = reserve(opts)
+		e.fixModes()
 		e.gc = kv.Every(cfg.GC, e.collectValueLog)
+		e.modes = kv.Every(modeInterval, func(<-chan struct{}) { e.fixModes() })
 	}
 	return kv.Open(ctx, e, env, kv.Config{Driver: Name, MaxKeySize: maxKeySize})
 }
@@ -207,7 +228,10 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 type engine struct {
 	db        *bdg.DB
 	logger    *slog.Logger
+	dir       string     // "" in memory
+	reserve   uint64     // free bytes a write leaves on the file system; 0 in memory
 	gc        *kv.Ticker // value-log GC; nil in memory
+	modes     *kv.Ticker // fixModes; nil in memory
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -235,6 +259,8 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case isFull(err) && !errors.Is(err, driver.ErrStorageFull):
+		return fmt.Errorf("badger: %w: %w", driver.ErrStorageFull, err)
 	case errors.Is(err, bdg.ErrDBClosed), errors.Is(err, bdg.ErrBlockedWrites):
 		return fmt.Errorf("badger: %w: %w", kv.ErrEngineClosed, err)
 	case errors.Is(err, bdg.ErrTxnTooBig):
@@ -243,25 +269,48 @@ func mapErr(err error) error {
 	return err
 }
 
+// View and Update run under guard, so that a damaged block met while the store
+// runs fails the call instead of the process.
 func (e *engine) View(fn func(kv.Tx) error) error {
-	return mapErr(e.db.View(func(t *bdg.Txn) error { return fn(txn{t}) }))
+	return mapErr(guard(e.dir, func() error {
+		return e.db.View(func(t *bdg.Txn) error { return fn(&txn{t: t}) })
+	}))
 }
 
+// Update refuses, before Badger writes anything, a transaction that would leave
+// less than e.reserve bytes free (see reserve).
 func (e *engine) Update(fn func(kv.Tx) error) error {
-	return mapErr(e.db.Update(func(t *bdg.Txn) error { return fn(txn{t}) }))
+	return mapErr(guard(e.dir, func() error {
+		return e.db.Update(func(t *bdg.Txn) error {
+			tx := &txn{t: t}
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return e.checkSpace(tx.bytes)
+		})
+	}))
 }
 
 // Close stops garbage collection and closes Badger; it is idempotent.
 func (e *engine) Close() error {
 	e.gc.Stop()
-	e.closeOnce.Do(func() { e.closeErr = e.db.Close() })
+	e.modes.Stop()
+	e.closeOnce.Do(func() {
+		e.closeErr = e.db.Close()
+		if e.dir != "" {
+			e.fixModes()
+		}
+	})
 	return e.closeErr
 }
 
-// txn adapts a Badger transaction to kv.Tx.
-type txn struct{ t *bdg.Txn }
+// txn adapts a Badger transaction to kv.Tx and counts the bytes it writes.
+type txn struct {
+	t     *bdg.Txn
+	bytes uint64
+}
 
-func (t txn) Get(k []byte) ([]byte, error) {
+func (t *txn) Get(k []byte) ([]byte, error) {
 	item, err := t.t.Get(k)
 	if errors.Is(err, bdg.ErrKeyNotFound) {
 		return nil, nil
@@ -276,10 +325,17 @@ func (t txn) Get(k []byte) ([]byte, error) {
 	return v, mapErr(err)
 }
 
-func (t txn) Put(k, v []byte) error { return mapErr(t.t.Set(k, v)) }
-func (t txn) Delete(k []byte) error { return mapErr(t.t.Delete(k)) }
+func (t *txn) Put(k, v []byte) error {
+	t.bytes += uint64(len(k) + len(v))
+	return mapErr(t.t.Set(k, v))
+}
 
-func (t txn) Iterate(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
+func (t *txn) Delete(k []byte) error {
+	t.bytes += uint64(len(k))
+	return mapErr(t.t.Delete(k))
+}
+
+func (t *txn) Iterate(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
 	it := t.t.NewIterator(bdg.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
