@@ -71,6 +71,13 @@ type config struct {
 	MaxQueued         int
 	MaxQueuedBytes    int64
 	ReceiveMaximum    int
+	MaxConnQueueBytes int64
+	MaxBufferedBytes  int64
+	BackpressureWait  time.Duration
+	MaxConnections    int
+	MaxConnRate       int
+	IdleTimeout       time.Duration
+	Quarantine        bool
 	CPUProfile        string
 	ShutdownTimeout   time.Duration
 	SelfCheck         bool
@@ -186,6 +193,13 @@ Flags:
 	fs.IntVar(&cfg.MaxQueued, "max-queued", 0, "per-session queue limit in messages (0: the broker's default, 10000)")
 	fs.Int64Var(&cfg.MaxQueuedBytes, "max-queued-bytes", 0, "per-session queue limit in bytes (0: the broker's default, 64 MiB)")
 	fs.IntVar(&cfg.ReceiveMaximum, "receive-maximum", 0, "in-flight window per client, 0 to 65535 (0: the broker's default)")
+	fs.Int64Var(&cfg.MaxConnQueueBytes, "max-conn-queue-bytes", broker.DefaultMaxConnQueueBytes, "bytes waiting to be written to one client; a QoS 0 message beyond it pauses its publisher up to -backpressure-wait, then is dropped for that client")
+	fs.Int64Var(&cfg.MaxBufferedBytes, "max-buffered-bytes", broker.DefaultMaxBufferedBytes, "bytes waiting to be written to all clients together, same policy as -max-conn-queue-bytes")
+	fs.DurationVar(&cfg.BackpressureWait, "backpressure-wait", broker.DefaultBackpressureWait, "how long a publisher is paused for a full subscriber before the QoS 0 message is dropped for it (negative: drop at once)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", broker.DefaultMaxConnections, "connections served at once; more are closed when accepted (negative: no limit)")
+	fs.IntVar(&cfg.MaxConnRate, "max-connection-rate", broker.DefaultMaxConnectionRate, "new connections accepted per second (burst as many); more are closed when accepted (negative: no limit)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "how long a client with keep-alive 0 may go without sending a whole packet (negative: forever)")
+	fs.BoolVar(&cfg.Quarantine, "quarantine", false, "start even if sessions in the store are damaged: set them aside (logged, counted, their clients refused) instead of refusing to start")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a clean shutdown may take")
 	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
@@ -220,6 +234,10 @@ func (cfg *config) check() error {
 		return usagef("-max-queued %d: must not be negative", cfg.MaxQueued)
 	case cfg.MaxQueuedBytes < 0:
 		return usagef("-max-queued-bytes %d: must not be negative", cfg.MaxQueuedBytes)
+	case cfg.MaxConnQueueBytes < 0:
+		return usagef("-max-conn-queue-bytes %d: must not be negative", cfg.MaxConnQueueBytes)
+	case cfg.MaxBufferedBytes < 0:
+		return usagef("-max-buffered-bytes %d: must not be negative", cfg.MaxBufferedBytes)
 	case cfg.ReceiveMaximum < 0 || cfg.ReceiveMaximum > 65535:
 		return usagef("-receive-maximum %d: must be between 0 and 65535", cfg.ReceiveMaximum)
 	case cfg.ShutdownTimeout <= 0:
@@ -288,7 +306,12 @@ func addrErr(err error) error {
 }
 
 func (cfg config) limits() broker.Limits {
-	return broker.Limits{MaxQueuedMessages: cfg.MaxQueued, MaxQueuedBytes: cfg.MaxQueuedBytes, ReceiveMaximum: cfg.ReceiveMaximum}
+	return broker.Limits{
+		MaxQueuedMessages: cfg.MaxQueued, MaxQueuedBytes: cfg.MaxQueuedBytes, ReceiveMaximum: cfg.ReceiveMaximum,
+		MaxConnQueueBytes: cfg.MaxConnQueueBytes, MaxBufferedBytes: cfg.MaxBufferedBytes,
+		BackpressureWait: cfg.BackpressureWait, MaxConnections: cfg.MaxConnections,
+		MaxConnectionRate: cfg.MaxConnRate, IdleTimeout: cfg.IdleTimeout,
+	}
 }
 
 func (cfg config) logger() *slog.Logger {
@@ -319,6 +342,7 @@ func openStore(ctx context.Context, cfg config, obs persistence.Observer) (*pers
 // from cfg.
 func startBroker(ctx context.Context, cfg config, store *persistence.Store, opts broker.Options) (*broker.Broker, error) {
 	opts.Store, opts.Logger, opts.TLSConfig = store, cfg.logger(), cfg.tls
+	opts.Quarantine = cfg.Quarantine
 	lim := cfg.limits()
 	lim.MaxKeepAlive = opts.Limits.MaxKeepAlive
 	opts.Limits = lim
@@ -457,6 +481,6 @@ func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err
 	}
 	st := b.Stats()
 	log.Info("demo: stopped", "connections", st.Connections, "messages_in", st.MessagesIn, "messages_out", st.MessagesOut,
-		"dropped", st.Dropped, "storage_errors", st.StorageErrors)
+		"dropped", st.Dropped, "storage_errors", st.StorageErrors, "refused", st.Refused)
 	return err
 }
