@@ -27,6 +27,14 @@ type Harness struct {
 	// flush state Close would have flushed. nil declares crash recovery not
 	// applicable.
 	Crash func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
+	// Shared opens a second provider on the data of p, which stays open, with
+	// opts, as a second broker on the same database does; it registers the new
+	// store's cleanup with t.Cleanup. It declares that the driver can be shared
+	// (its Conn implements driver.Sharer, so persistence.Store.Shared is true):
+	// the SharedStore cases then run with two and three providers on one store. nil
+	// declares that it cannot: the SharedStore cases check that every shared-store
+	// call returns persistence.ErrNotSupported.
+	Shared func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
 	// Caps declares physical limits of the driver.
 	Caps Capabilities
 	// CaseTimeout bounds every case; 0 means 30 seconds. A driver that hangs fails

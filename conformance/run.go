@@ -52,4 +52,5 @@ var areas = []area{
 	{"Schema", runSchema},
 	{"Model", runModel},
 	{"Durability", runDurability},
+	{"SharedStore", runShared},
 }

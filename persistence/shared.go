@@ -19,9 +19,9 @@ type (
 	// lease ends.
 	Lease = driver.Lease
 	// Ownership is the claim of one session by one node, identified by its
-	// epoch: every claim gets an epoch greater than any the store handed out
-	// before, and a write fenced with an ownership is refused once another claim
-	// (or a release) has replaced it.
+	// epoch: never reused, and greater than that of every earlier claim of the
+	// session. A write fenced with an ownership is refused once another claim (or
+	// a release) has replaced it.
 	Ownership = driver.Ownership
 )
 

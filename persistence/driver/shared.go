@@ -42,9 +42,9 @@ type Ownership struct {
 	ID string
 	// Node is the owning node.
 	Node string
-	// Epoch identifies this claim: every successful claim of any session gets an
-	// epoch greater than every epoch the store handed out before, so an epoch is
-	// never reused, not even after a session is deleted or released.
+	// Epoch identifies this claim. It is never 0, never reused (across sessions,
+	// nor after a session is deleted or released and claimed again), and greater
+	// than the epoch of every earlier claim of the same session.
 	Epoch uint64
 }
 

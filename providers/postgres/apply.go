@@ -83,6 +83,9 @@ func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
 			stmts = append(stmts, expiryStoreStmt(op.ID, op.Expiry))
 		case driver.OpExpiryDelete:
 			stmts = append(stmts, expiryDeleteStmt(op.ID))
+		case driver.OpFence: // shared stores: see owner.go
+			n = 1
+			stmts = append(stmts, fenceStmt(op.ID, op.Epoch))
 		default:
 			return nil, fmt.Errorf("postgres: %w: unknown operation %d", driver.ErrInvalidArgument, op.Kind)
 		}

@@ -56,6 +56,9 @@ func harness(options string) conformance.Harness {
 			postgres.Crash(p)
 			return openDSN(t, dsn, opts...)
 		},
+		Shared: func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store {
+			return openDSN(t, dsnOf(t, p), opts...)
+		},
 		CaseTimeout: time.Minute,
 	}
 }

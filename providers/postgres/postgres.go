@@ -54,17 +54,18 @@ var _ driver.Conn = (*conn)(nil)
 // tables are the names every statement qualifies with the store's schema.
 var tables = []string{
 	"mqtt_sessions", "mqtt_subscriptions", "mqtt_packets", "mqtt_retained", "mqtt_system",
-	"mqtt_schema_migrations",
+	"mqtt_schema_migrations", "mqtt_nodes", "mqtt_owners",
 }
 
 // newQualifier returns a replacer that qualifies every table, and the packet
-// sequence, with schema, so that statements do not depend on the pool's
+// and ownership sequences, with schema, so that statements do not depend on the pool's
 // search_path (a pool the user passed in has its own).
 func newQualifier(schema string) *strings.Replacer {
 	ident := pgx.Identifier{schema}.Sanitize()
 	pairs := []string{
 		// The sequence is named in a string literal: its quotes are doubled.
 		"'mqtt_packet_seq'", "'" + strings.ReplaceAll(ident, "'", "''") + ".mqtt_packet_seq'",
+		"'mqtt_owner_epoch'", "'" + strings.ReplaceAll(ident, "'", "''") + ".mqtt_owner_epoch'",
 	}
 	for _, t := range tables {
 		pairs = append(pairs, t, ident+"."+t)
