@@ -237,33 +237,36 @@ var sharedCommitCases = []tcase{
 		e.checkAcked([]string{"s"}, acked, failed)
 	}},
 	{"FailedCreateKeepsExistingSession", func(e *env) {
-		// Concurrent Creates of one id: exactly one succeeds, the others fail with
-		// ErrAlreadyExists, and the session has the winner's base and everything
-		// written to it after.
-		const workers = 8
-		wins := make([]bool, workers)
-		e.parallel(workers, func(w int) error {
-			b := persistence.SessionBase{CreatedAt: caseEpoch.Add(1), ProtocolVersion: uint8(3 + w%3)}
-			switch err := e.ss.Create(e.ctx, "one", b); {
-			case err == nil:
-				wins[w] = true
-			case errors.Is(err, persistence.ErrAlreadyExists):
-			default:
-				return fmt.Errorf("Create by worker %d: %w", w, err)
+		// Round after round, concurrent Creates of one new id: exactly one
+		// succeeds, the others fail with ErrAlreadyExists, and the session keeps
+		// what every worker appended after its Create returned.
+		const workers, rounds = 8, 10
+		for r := range rounds {
+			id := fmt.Sprintf("one-%d", r)
+			wins := make([]bool, workers)
+			e.parallel(workers, func(w int) error {
+				b := persistence.SessionBase{CreatedAt: caseEpoch.Add(1), ProtocolVersion: uint8(3 + w%3)}
+				switch err := e.ss.Create(e.ctx, id, b); {
+				case err == nil:
+					wins[w] = true
+				case errors.Is(err, persistence.ErrAlreadyExists):
+				default:
+					return fmt.Errorf("Create(%q) by worker %d: %w", id, w, err)
+				}
+				_, err := e.ss.PacketAppend(e.ctx, id, cq, workerPkt(w, 0))
+				return err
+			})
+			won := 0
+			for _, w := range wins {
+				if w {
+					won++
+				}
 			}
-			_, err := e.ss.PacketAppend(e.ctx, "one", cq, workerPkt(w, 0))
-			return err
-		})
-		won := 0
-		for _, w := range wins {
-			if w {
-				won++
+			if won != 1 {
+				e.fatalf("%d concurrent Creates of %q succeeded, want exactly 1 (the others: ErrAlreadyExists)", won, id)
 			}
+			e.checkPerWorkerFIFOSet(e.read(id, cq), workers)
 		}
-		if won != 1 {
-			e.fatalf("%d concurrent Creates of one id succeeded, want exactly 1", won)
-		}
-		e.checkPerWorkerFIFOSet(e.read("one", cq), workers)
 	}},
 }
 
