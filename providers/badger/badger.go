@@ -197,7 +197,13 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("badger: create directory %s: %w", cfg.Dir, err)
 		}
-		if err := checkDir(opts); err != nil {
+		release, err := lockDir(cfg.Dir) // shared.go: a directory in use is refused before checkDir reads it
+		if err != nil {
+			return nil, err
+		}
+		err = checkDir(opts)
+		release() // Badger takes the lock itself
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -209,6 +215,8 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 	switch {
 	case errors.Is(err, driver.ErrBrokenEntry):
 		return nil, err
+	case isLocked(err): // shared.go
+		return nil, inUse(cfg.Dir, err)
 	case isFull(err):
 		return nil, fmt.Errorf("badger: open %s: %w: %w", cfg.Dir, driver.ErrStorageFull, err)
 	case err != nil:

@@ -153,7 +153,7 @@ func openEngine(c Config) (*engine, error) {
 		return err
 	})
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("bolt: %s is locked by another process (waited %s; see the timeout option): %w", c.Path, c.Timeout, err)
+		return nil, inUse(c.Path, c.Timeout, err) // shared.go
 	}
 	if err != nil {
 		if errors.Is(err, driver.ErrBrokenEntry) {

@@ -68,7 +68,7 @@ func checkFile(c Config) error {
 	}
 	db, err := bbolt.Open(c.Path, 0o600, &bbolt.Options{Timeout: c.Timeout, ReadOnly: true})
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return fmt.Errorf("bolt: %s is locked by another process (waited %s; see the timeout option): %w", c.Path, c.Timeout, err)
+		return inUse(c.Path, c.Timeout, err) // shared.go
 	}
 	if err != nil {
 		return mapOpenErr(c.Path, err)
