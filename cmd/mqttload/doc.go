@@ -4,7 +4,12 @@
 //
 // It is built on github.com/eclipse/paho.mqtt.golang, a client library independent of
 // this repository, so it measures our broker (cmd/demo) and its peers (Mosquitto,
-// Mochi) with the same code; bench/run.sh runs the scenarios with it.
+// Mochi) with the same code; bench/run.sh runs the scenarios with it. At -qos 2 it
+// uses a small MQTT 3.1.1 client of its own instead (mqtt311.go), because paho is not
+// exactly-once across reconnects: it re-publishes a message whose PUBREC it already
+// had, and delivers again a message whose PUBREL had not arrived, so the duplicates
+// counted would be the client's. The tool's client keeps the QoS 2 state of both
+// directions for the life of the process; it imports nothing of this repository.
 //
 // Each payload carries a run id, the publisher's index, a sequence number and the
 // send time, so arrival can be matched to what was published and timed. Message g of

@@ -41,6 +41,9 @@ type config struct {
 	// ConnectTimeout bounds each CONNECT → CONNACK; a broker that resends a large
 	// backlog before answering needs more than the usual few seconds.
 	ConnectTimeout time.Duration
+	// pahoQoS2 makes QoS 2 use paho.mqtt.golang as QoS 0 and 1 do: only for the
+	// test that shows why it does not.
+	pahoQoS2 bool
 }
 
 func (c *config) check() error {
@@ -220,16 +223,64 @@ func (r *runner) options(id string, clean bool) *mqtt.ClientOptions {
 	return o
 }
 
-// connect connects c, bounded by ctx; it reports whether the broker had a session.
-func (r *runner) connect(ctx context.Context, c mqtt.Client) (sessionPresent bool, err error) {
-	tok := c.Connect()
+// token is a publish in flight: paho's tokens and client311's messages both are.
+type token interface {
+	Done() <-chan struct{}
+	Error() error
+}
+
+// client is what the phases need of an MQTT client: paho.mqtt.golang at QoS 0 and
+// 1, client311 at QoS 2 (see there why).
+type client interface {
+	Connect(ctx context.Context) (sessionPresent bool, err error)
+	Subscribe(ctx context.Context, filter string, qos byte) error
+	Publish(topic string, qos byte, payload []byte) token
+	Disconnect()
+}
+
+// newClient returns a client with id and clean session flag. onMessage, when not nil,
+// gets every payload before it is acknowledged; onReconnect, when not nil, runs
+// after every reconnection.
+func (r *runner) newClient(id string, clean bool, onMessage func([]byte), onReconnect func(client)) client {
+	if r.cfg.QoS == 2 && !r.cfg.pahoQoS2 {
+		c := newClient311(r.cfg.Addr, id, clean, 30*time.Second, r.cfg.ConnectTimeout, r.cfg.Reconnect)
+		c.onLost = func() { r.reconnects.Add(1) }
+		if onMessage != nil {
+			c.onMessage = func(_ string, payload []byte) { onMessage(payload) }
+		}
+		if onReconnect != nil {
+			c.onConnect = func() { onReconnect(c) }
+		}
+		return c
+	}
+	o := r.options(id, clean)
+	if onMessage != nil {
+		o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { onMessage(m.Payload()) })
+	}
+	p := &pahoClient{}
+	if onReconnect != nil {
+		var connected atomic.Bool
+		o.SetOnConnectHandler(func(mqtt.Client) {
+			if connected.Swap(true) {
+				onReconnect(p)
+			}
+		})
+	}
+	p.c = mqtt.NewClient(o)
+	return p
+}
+
+// pahoClient adapts paho.mqtt.golang to client.
+type pahoClient struct{ c mqtt.Client }
+
+func (p *pahoClient) Connect(ctx context.Context) (bool, error) {
+	tok := p.c.Connect()
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		r.connErrors.Add(1)
 		return false, err
 	}
 	if ct, ok := tok.(*mqtt.ConnectToken); ok {
@@ -238,7 +289,27 @@ func (r *runner) connect(ctx context.Context, c mqtt.Client) (sessionPresent boo
 	return false, nil
 }
 
-func waitToken(ctx context.Context, tok mqtt.Token) error {
+func (p *pahoClient) Subscribe(ctx context.Context, filter string, qos byte) error {
+	return waitToken(ctx, p.c.Subscribe(filter, qos, nil))
+}
+
+func (p *pahoClient) Publish(topic string, qos byte, payload []byte) token {
+	return p.c.Publish(topic, qos, false, payload)
+}
+
+func (p *pahoClient) Disconnect() { p.c.Disconnect(100) }
+
+// connect connects c, bounded by ctx; it reports whether the broker had a session.
+func (r *runner) connect(ctx context.Context, c client) (sessionPresent bool, err error) {
+	present, err := c.Connect(ctx)
+	if err != nil {
+		r.connErrors.Add(1)
+		return false, err
+	}
+	return present, nil
+}
+
+func waitToken(ctx context.Context, tok token) error {
 	select {
 	case <-tok.Done():
 		return tok.Error()
@@ -248,9 +319,9 @@ func waitToken(ctx context.Context, tok mqtt.Token) error {
 }
 
 // onMessage is every subscriber's publish handler.
-func (r *runner) onMessage(j int, m mqtt.Message) {
+func (r *runner) onMessage(j int, payload []byte) {
 	now := time.Now()
-	run, pub, seq, sent, ok := decodePayload(m.Payload())
+	run, pub, seq, sent, ok := decodePayload(payload)
 	if !ok || run != r.runID {
 		r.tr.Stale()
 		return
@@ -259,21 +330,27 @@ func (r *runner) onMessage(j int, m mqtt.Message) {
 }
 
 // subscriber connects subscriber j and, unless resume is set, subscribes it.
-func (r *runner) subscriber(ctx context.Context, j int, clean, resume bool) (mqtt.Client, bool, error) {
-	o := r.options(r.subID(j), clean)
-	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { r.onMessage(j, m) })
+func (r *runner) subscriber(ctx context.Context, j int, clean, resume bool) (client, bool, error) {
+	var onReconnect func(client)
 	if r.cfg.Reconnect && clean {
-		// A clean session forgets its subscriptions on every reconnect.
-		o.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(r.filter(j), r.cfg.QoS, nil) })
+		// A clean session forgets its subscriptions on every reconnect. The
+		// subscription is sent from the client's own goroutine: it is not waited for.
+		onReconnect = func(c client) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ConnectTimeout)
+				defer cancel()
+				_ = c.Subscribe(ctx, r.filter(j), r.cfg.QoS)
+			}()
+		}
 	}
-	c := mqtt.NewClient(o)
+	c := r.newClient(r.subID(j), clean, func(p []byte) { r.onMessage(j, p) }, onReconnect)
 	present, err := r.connect(ctx, c)
 	if err != nil {
 		return nil, false, fmt.Errorf("subscriber %s: connect: %w", r.subID(j), err)
 	}
-	if !resume && !(r.cfg.Reconnect && clean) {
-		if err := waitToken(ctx, c.Subscribe(r.filter(j), r.cfg.QoS, nil)); err != nil {
-			c.Disconnect(0)
+	if !resume {
+		if err := c.Subscribe(ctx, r.filter(j), r.cfg.QoS); err != nil {
+			c.Disconnect()
 			return nil, false, fmt.Errorf("subscriber %s: subscribe: %w", r.subID(j), err)
 		}
 	}
@@ -313,11 +390,11 @@ func forEach(ctx context.Context, n, parallel int, f func(ctx context.Context, j
 
 // publish runs publisher i until its share of -count is sent or -duration is over,
 // keeping at most -inflight publishes unacknowledged.
-func (r *runner) publish(ctx context.Context, i int, c mqtt.Client, start time.Time) {
+func (r *runner) publish(ctx context.Context, i int, c client, start time.Time) {
 	cfg := r.cfg
 	type pending struct {
 		seq uint64
-		tok mqtt.Token
+		tok token
 	}
 	window := make([]pending, 0, cfg.Inflight)
 	settle := func(p pending) {
@@ -361,7 +438,7 @@ func (r *runner) publish(ctx context.Context, i int, c mqtt.Client, start time.T
 		payload := make([]byte, cfg.Size) // paho keeps it until acknowledged: one buffer per message
 		encodePayload(payload, r.runID, i, seq, time.Now())
 		j := target(cfg.Pubs, max(cfg.Subs, 1), i, seq)
-		tok := c.Publish(r.topic(j), cfg.QoS, false, payload)
+		tok := c.Publish(r.topic(j), cfg.QoS, payload)
 		r.published.Add(1)
 		window = append(window, pending{seq, tok})
 	}
@@ -373,16 +450,16 @@ func (r *runner) publish(ctx context.Context, i int, c mqtt.Client, start time.T
 // publishers connects the publishers and runs them to the end; it returns the time
 // publishing started and ended.
 func (r *runner) publishers(ctx context.Context) (start, end time.Time, err error) {
-	clients := make([]mqtt.Client, r.cfg.Pubs)
+	clients := make([]client, r.cfg.Pubs)
 	defer func() {
 		for _, c := range clients {
 			if c != nil {
-				c.Disconnect(100)
+				c.Disconnect()
 			}
 		}
 	}()
 	err = forEach(ctx, r.cfg.Pubs, r.cfg.Parallel, func(ctx context.Context, i int) error {
-		c := mqtt.NewClient(r.options(r.pubID(i), r.cfg.Clean))
+		c := r.newClient(r.pubID(i), r.cfg.Clean, nil, nil)
 		if _, err := r.connect(ctx, c); err != nil {
 			return fmt.Errorf("publisher %s: connect: %w", r.pubID(i), err)
 		}
@@ -457,11 +534,11 @@ func (r *runner) fillLatency(res *result) {
 func (r *runner) runPhase(ctx context.Context, res *result) error {
 	cfg := r.cfg
 	r.tr = newTracker(cfg.Pubs, cfg.Subs, cfg.Fanout)
-	subs := make([]mqtt.Client, cfg.Subs)
+	subs := make([]client, cfg.Subs)
 	defer func() {
 		for _, c := range subs {
 			if c != nil {
-				c.Disconnect(100)
+				c.Disconnect()
 			}
 		}
 	}()
@@ -528,7 +605,7 @@ func (r *runner) sessionsPhase(ctx context.Context, res *result) error {
 		if err != nil {
 			return err
 		}
-		c.Disconnect(50)
+		c.Disconnect()
 		made.Add(1)
 		return nil
 	})
@@ -589,7 +666,7 @@ func (r *runner) drainPhase(ctx context.Context, res *result) error {
 		if err != nil {
 			return err
 		}
-		defer c.Disconnect(50)
+		defer c.Disconnect()
 		if ok {
 			present.Add(1)
 		} else {
