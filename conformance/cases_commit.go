@@ -66,7 +66,7 @@ func (e *env) mixedWorker(w, n int, sessions []string, mu *sync.Mutex, acked *[]
 				PacketAppend(fmt.Sprintf("missing-%d", w), cq, p)
 			seqs, err := e.ss.Apply(e.ctx, &b)
 			if !errors.Is(err, persistence.ErrNotFound) || len(seqs) != 0 {
-				return fmt.Errorf("Apply of a batch ending with an append to a missing session (worker %d): got %d seqs, %v; want none, ErrNotFound",
+				return fmt.Errorf("a batch ending with an append to a missing session (worker %d): got %d seqs, %v; want none, ErrNotFound",
 					w, len(seqs), errStr(err))
 			}
 			mu.Lock()
@@ -75,7 +75,7 @@ func (e *env) mixedWorker(w, n int, sessions []string, mu *sync.Mutex, acked *[]
 		case 5:
 			err := e.ss.Create(e.ctx, id, e.base())
 			if !errors.Is(err, persistence.ErrAlreadyExists) {
-				return fmt.Errorf("Create of the existing session %q (worker %d): got %v, want ErrAlreadyExists", id, w, errStr(err))
+				return fmt.Errorf("second Create of the session %q (worker %d): got %v, want ErrAlreadyExists", id, w, errStr(err))
 			}
 		case 6:
 			var b persistence.Batch

@@ -36,17 +36,37 @@
 //
 // [Run] runs hierarchical subtests named by area, so that -run selects any part:
 // Sessions, Packets (QoS0, QoS12, Inflight, Incoming, Multi), Subscriptions, Retained
-// (with Retained/Match for topic-filter matching), Expiry, System, Errors, Close,
-// Context, Concurrency, Batch, Bytes, Model and Durability (Reopen and Crash,
-// reported as not applicable when the harness declares no such hook). Model is a
-// randomized test that compares the driver with a reference model after every
-// operation; a failing sequence prints its seed and the command that reproduces it.
-// Every case opens a fresh store and runs under the harness's CaseTimeout, so a
-// driver that hangs fails instead of hanging the test binary. Unordered results are
-// compared as sets; order is checked only where the API promises it.
+// (with Retained/Match for topic-filter matching at every depth), Expiry, System,
+// Errors, Close, Context, Concurrency (concurrent writers on one session: no lost
+// update), Batch, Bytes, SharedCommit (a write that fails in a commit shared with
+// others takes none of them down; every acknowledged write is read back, one by
+// one), Acks (acknowledgements anywhere in a queue, twice, concurrently, with counts
+// after every step), Paging (every iteration at page size and ±1, sparse results,
+// long queues mostly deleted during an iteration and resumed), Iterators (every
+// iteration: cancel between callbacks, wrapped ErrStopIteration, wrapped callback
+// errors, Close during the iteration), Schema (a store written by a newer schema is
+// refused, through Harness.PlantSchema), Model and Durability (Reopen and Crash).
+// Cases whose hook the harness leaves nil report themselves as not applicable.
+// Model is a randomized test that compares the driver with a reference model after
+// every operation; a failing sequence prints its seed and the command that
+// reproduces it. Every rule it checks also has a named case, so a driver author sees
+// which promise broke. Every case opens a fresh store and runs under the harness's
+// CaseTimeout, so a driver that hangs fails instead of hanging the test binary, and
+// the cleanups the harness registers (closing its stores) are bounded by
+// CloseTimeout. Unordered results are compared as sets; order is checked only where
+// the API promises it.
+//
+// Close during an iteration: Close may be called while an iteration runs, from its
+// callback or from another goroutine, and returns without waiting for the
+// iteration; the iteration calls no callback after that and returns an error
+// matching persistence.ErrClosed (the Store enforces the second part; a driver's
+// Close must not wait for a running iteration's callbacks).
 //
 // [RunBench] runs the standard workloads every driver is measured on.
 //
 // The suite's own tests run it against deliberately broken drivers (wrappers of the
-// in-memory driver's driver.Conn) and check that it catches each of them.
+// in-memory driver's driver.Conn) and check that it catches each of them; the
+// mutation check in conformance/mutation runs 66 more (small bugs planted in the
+// in-memory driver and in persistence/kv on bbolt, each naming the promise it
+// breaks) and fails for every one that passes a named case.
 package conformance
