@@ -39,4 +39,15 @@
 // committer into one pipelined batch per transaction, and concurrent PacketAppends
 // into one multi-row INSERT. A batch of several statements is one transaction.
 // Iterations read pages of rows by key and run callbacks with no connection held.
+//
+// # Several brokers on one schema
+//
+// The store can be shared (persistence.Store.Shared is true): node leases live in
+// mqtt_nodes, session owners in mqtt_owners with epochs from a sequence
+// (migrations/0002_shared.sql). A claim is one INSERT ... ON CONFLICT statement, so
+// of concurrent claims exactly one wins; a batch fenced with
+// persistence.Batch.Fence locks its sessions' owner rows FOR SHARE in the batch's
+// own transaction and writes nothing, failing with [persistence.ErrFenced], when
+// a claim has moved one of them. Lease times are read from the store's clock
+// (persistence.WithClock); fencing does not depend on clocks.
 package postgres
