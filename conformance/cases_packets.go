@@ -565,6 +565,41 @@ var multiClassCases = []tcase{
 		e.ok(e.ss.PacketsDelete(e.ctx, "s"), "PacketsDelete of empty queues")
 		e.ok(e.ss.PacketsDelete(e.ctx, "s", persistence.ClassUnAck), "PacketsDelete(UnAck) of an empty queue")
 	}},
+	// Rules the randomized model checks, as named cases.
+	{"GetMissingReturnsNoValue", func(e *env) {
+		e.create("s")
+		q := e.appendN("s", cq, 2)
+		e.ok(e.ss.PacketDelete(e.ctx, "s", cq, q[0].Seq), "PacketDelete")
+		p, err := e.ss.PacketGet(e.ctx, "s", cq, q[0].Seq)
+		e.is(err, persistence.ErrNotFound, "PacketGet of an acknowledged packet")
+		st, serr := e.ss.StateGet(e.ctx, "s")
+		e.is(serr, persistence.ErrNotFound, "StateGet of a session without state")
+		r, rerr := e.rs.Get(e.ctx, "nothing/here")
+		e.is(rerr, persistence.ErrNotFound, "Retained.Get of a topic without a message")
+		if p != nil || st != nil || r != nil {
+			e.fatalf("a get that returned ErrNotFound also returned a value (packet %v, state %v, retained %v)", p != nil, st != nil, r != nil)
+		}
+	}},
+	{"PacketsStoreAfterExisting", func(e *env) {
+		// PacketsStore appends after what a queue holds, with greater seqs, in
+		// slice order, after deletes too.
+		e.create("s")
+		old := e.appendN("s", cq, 3)
+		e.ok(e.ss.PacketDelete(e.ctx, "s", cq, old[2].Seq), "PacketDelete of the tail")
+		pp := &persistence.PersistedPackets{QoS12: []*persistence.PersistedPacket{pkt(10), pkt(11)}}
+		e.ok(e.ss.PacketsStore(e.ctx, "s", pp), "PacketsStore")
+		got := e.read("s", cq)
+		if len(got) != 4 {
+			e.fatalf("queue holds %d packets after PacketsStore of 2 onto 2, want 4", len(got))
+		}
+		e.eq(diffQueue(got[:2], old[:2]), "the packets stored before PacketsStore")
+		for i, p := range got[2:] {
+			e.eq(diffPacket(p, pkt(10+i), false), "packet #%d stored by PacketsStore", i)
+			if p.Seq <= old[2].Seq {
+				e.fatalf("PacketsStore assigned seq %d, not above the deleted tail's %d: seqs are never reused", p.Seq, old[2].Seq)
+			}
+		}
+	}},
 	{"SessionsAreIndependent", func(e *env) {
 		e.create("a", "a:b", "b")
 		pa := e.appendN("a", persistence.ClassQoS12, 3)

@@ -11,8 +11,11 @@
 //
 //	go test ./conformance/mutation -run 'TestMutants/Mutant=AckCount' -v
 //
-// Timing (2-core machine shared with other work): see the README of the
-// conformance package's doc, "Mutation check".
+// Every mutant must fail a case other than the randomized model's, so that the
+// promise it breaks has a name. Timing on the 2-core development machine (shared
+// with other work), 2026-12-01: the whole check (66 mutants, 2 controls) takes
+// 25–40 s with go test, 2 min 50 s with go test -race, which .ci/run therefore
+// skips for this package.
 package mutation
 
 import (
@@ -173,7 +176,7 @@ func TestMutants(t *testing.T) {
 	for _, c := range controls {
 		t.Run(controlPrefix+c.name, func(t *testing.T) {
 			t.Parallel()
-			out, exit, err := runChild(t, controlPrefix+c.name, controlAreas(c.base), false)
+			out, exit, err := runChild(t, controlPrefix+c.name, controlAreas(c.base))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +191,7 @@ func TestMutants(t *testing.T) {
 	for _, m := range mutants {
 		t.Run("Mutant="+m.name, func(t *testing.T) {
 			t.Parallel()
-			out, exit, err := runChild(t, m.name, m.areas, m.hangs)
+			out, exit, err := runChild(t, m.name, m.areas)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,7 +222,7 @@ func TestMutants(t *testing.T) {
 }
 
 // runChild runs TestMutantChild for the mutant named name over areas.
-func runChild(t *testing.T, name, areas string, hangs bool) (out string, exit int, err error) {
+func runChild(t *testing.T, name, areas string) (out string, exit int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	defer cancel()
 	args := []string{"-test.run=^TestMutantChild$/" + areas, "-test.v", "-test.count=1", "-test.short",
@@ -239,7 +242,6 @@ func runChild(t *testing.T, name, areas string, hangs bool) (out string, exit in
 	case runErr != nil:
 		return "", 0, fmt.Errorf("cannot run the child: %v", runErr)
 	}
-	_ = hangs
 	return buf.String(), 0, nil
 }
 
