@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -13,6 +14,10 @@ var secretParams = []string{"password", "sslpassword"}
 // cannot be parsed is reduced to its scheme, so that nothing of it leaks.
 // Use it wherever a store URL may be printed.
 func Redact(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		// Not a URL: possibly a keyword/value DSN ("host=h password=p").
+		return keywordSecret.ReplaceAllString(dsn, "${1}xxxxx")
+	}
 	u, err := url.Parse(dsn)
 	if err != nil {
 		if i := strings.Index(dsn, "://"); i > 0 {
@@ -46,9 +51,19 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
+// keywordSecret matches a secret of a keyword/value DSN: password=p,
+// sslpassword = 'p q'. Group 1 is what comes before the value, group 2 the value.
+var keywordSecret = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'][^\s]*)`)
+
 // secrets returns the secret strings of dsn: its password and secret option values.
 func secrets(dsn string) []string {
 	var out []string
+	if !strings.Contains(dsn, "://") {
+		for _, m := range keywordSecret.FindAllStringSubmatch(dsn, -1) {
+			out = append(out, m[2], strings.Trim(m[2], "'"))
+		}
+		return out
+	}
 	u, err := url.Parse(dsn)
 	if err != nil {
 		// Without a parse, the best guess is the text between the last ':' before
