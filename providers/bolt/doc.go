@@ -20,6 +20,16 @@
 //
 // The directory is created with mode 0700 and the file with mode 0600.
 //
+// Full disk: a commit that cannot be written fails with persistence.ErrStorageFull
+// (nothing of it is kept); reads go on, and writes succeed again once space is free.
+//
+// Damage: an existing file is opened read-only first and every page of the store is
+// visited (bbolt rebuilds its free list at open in a goroutine where a damaged page
+// is an unrecoverable panic). An empty file where a store existed, a truncated file
+// or a damaged page fails the open with an error matching
+// persistence.ErrBrokenEntry that names the file, instead of a panic or a silently
+// re-created empty store; a page found damaged later fails that call the same way.
+//
 // Limit: bbolt keys hold at most 32768 bytes, so a session id or topic filter longer
 // than about 32000 bytes is refused with persistence.ErrInvalidArgument (MQTT allows
 // up to 65535). Retained topics of any length are stored.
