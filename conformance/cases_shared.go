@@ -677,6 +677,98 @@ var sharedCases = []tcase{
 		_, err := e.fencedAppend(b, o2, 0)
 		e.ok(err, "fenced append by the new owner")
 	}},
+	{"FencedNeighbours", func(e *env) {
+		// Writers on four sessions of one node append, fenced, concurrently (a
+		// driver may commit them together); one session is taken over. Its writer
+		// is refused from then on; the others' writes keep succeeding, and every
+		// queue holds exactly its acknowledged appends.
+		b := e.peer()
+		e.renew(e.p, "n1")
+		e.renew(b, "n2")
+		const sessions = 4
+		owns := make([]persistence.Ownership, sessions)
+		for i := range owns {
+			id := fmt.Sprintf("s%d", i)
+			owns[i] = e.claim(e.p, id, "n1")
+			e.create(id)
+		}
+		var (
+			taken    atomic.Bool
+			mu       sync.Mutex
+			acked    = make([][]*persistence.PersistedPacket, sessions)
+			after    = make([]int, sessions) // acknowledged appends started after the takeover
+			fencedAt = make([]bool, sessions)
+			progress = make(chan struct{}, 1<<16)
+			wg       sync.WaitGroup
+			next     atomic.Int64
+			werr     error
+		)
+		for w := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for e.ctx.Err() == nil {
+					late := taken.Load()
+					mu.Lock()
+					enough := late && after[w] >= 20
+					mu.Unlock()
+					if enough {
+						return
+					}
+					i := int(next.Add(1))
+					seq, err := e.fencedAppend(e.p, owns[w], i)
+					mu.Lock()
+					switch {
+					case err == nil:
+						p := pkt(i)
+						p.Seq = seq
+						acked[w] = append(acked[w], p)
+						if late {
+							after[w]++
+						}
+					case errors.Is(err, persistence.ErrFenced):
+						fencedAt[w] = true
+					default:
+						if werr == nil {
+							werr = fmt.Errorf("fenced append #%d to %q: %w", i, owns[w].ID, err)
+						}
+					}
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+					select {
+					case progress <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+		for range 20 {
+			select {
+			case <-progress:
+			case <-e.ctx.Done():
+				e.fatalf("the writers made no progress before the deadline")
+			}
+		}
+		e.takeover(b, "s0", "n2")
+		taken.Store(true)
+		wg.Wait()
+		if werr != nil {
+			e.fatalf("%v", werr)
+		}
+		if !fencedAt[0] || after[0] != 0 {
+			e.fatalf("the writer of the session taken over: refused %v, %d appends started after the takeover succeeded; want refused, 0", fencedAt[0], after[0])
+		}
+		for w := 1; w < sessions; w++ {
+			if fencedAt[w] {
+				e.fatalf("the writer of %q, which nobody took over, was refused with ErrFenced", owns[w].ID)
+			}
+		}
+		for w := range sessions { // each writer appended in order
+			e.queue(owns[w].ID, persistence.ClassQoS12, acked[w])
+		}
+	}},
 	{"Reopen", func(e *env) {
 		if e.h.Reopen == nil {
 			e.skipf("not applicable: the harness declares no Reopen")

@@ -26,7 +26,7 @@ func (ss *Sessions) apply(ctx context.Context, op string, ops []driver.Op) ([]ui
 			return nil, c.end(err)
 		}
 	}
-	if err := s.checkFences(op, ops); err != nil { // shared.go
+	if ops, err = s.fences(op, ops); err != nil { // shared.go
 		return nil, c.end(err)
 	}
 	seqs, err := s.conn.Apply(ctx, ops)

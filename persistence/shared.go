@@ -241,16 +241,37 @@ func (b *Batch) Fence(o Ownership) *Batch {
 	return b
 }
 
-// checkFences returns ErrNotSupported when ops carry a fence and the store cannot
-// be shared.
-func (s *Store) checkFences(op string, ops []driver.Op) error {
-	if s.Shared() {
-		return nil
-	}
+// fences returns ops with their fences first, or ErrNotSupported when ops carry a
+// fence and the store cannot be shared. A fence writes nothing, so moving it is
+// invisible, and a driver can then check every fence before it takes a write lock.
+func (s *Store) fences(op string, ops []driver.Op) ([]driver.Op, error) {
+	n, inOrder := 0, true
 	for i := range ops {
 		if ops[i].Kind == driver.OpFence {
-			return errNotShared(op + " of a fenced batch")
+			if n != i {
+				inOrder = false
+			}
+			n++
 		}
 	}
-	return nil
+	switch {
+	case n == 0:
+		return ops, nil
+	case !s.Shared():
+		return nil, errNotShared(op + " of a fenced batch")
+	case inOrder:
+		return ops, nil
+	}
+	out := make([]driver.Op, 0, len(ops))
+	for i := range ops {
+		if ops[i].Kind == driver.OpFence {
+			out = append(out, ops[i])
+		}
+	}
+	for i := range ops {
+		if ops[i].Kind != driver.OpFence {
+			out = append(out, ops[i])
+		}
+	}
+	return out, nil
 }

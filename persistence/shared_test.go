@@ -178,3 +178,27 @@ func TestSharedGuards(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedFencesGoFirst(t *testing.T) {
+	s, c := openSharer(t)
+	var b Batch
+	b.PacketAppend("s", ClassQoS0, &PersistedPacket{}).Fence(Ownership{ID: "s", Node: "n", Epoch: 3}).
+		Delete("t").Fence(Ownership{ID: "t", Node: "n", Epoch: 4})
+	user := slices.Clone(b.Ops())
+	seqs, err := s.Sessions().Apply(testContext(t), &b)
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("Apply: %v, %v", seqs, err)
+	}
+	got := c.ops[len(c.ops)-1]
+	kinds := make([]driver.OpKind, len(got))
+	for i := range got {
+		kinds[i] = got[i].Kind
+	}
+	want := []driver.OpKind{driver.OpFence, driver.OpFence, driver.OpPacketAppend, driver.OpDelete}
+	if !slices.Equal(kinds, want) || got[0].Epoch != 3 || got[1].Epoch != 4 {
+		t.Errorf("the driver received %+v, want the fences (epochs 3, 4) first, then the writes in order", got)
+	}
+	if !slices.EqualFunc(b.Ops(), user, func(x, y driver.Op) bool { return x.Kind == y.Kind && x.Epoch == y.Epoch }) {
+		t.Errorf("Apply reordered the caller's batch")
+	}
+}

@@ -58,7 +58,9 @@ type Ownership struct {
 // writes conditional on its claim with an [OpFence] operation in the same Apply. A
 // Sharer's Apply must honour OpFence in the same transaction as the writes:
 // checking the epoch and then writing in a second step is not enough, since another
-// node may claim the session in between.
+// node may claim the session in between. The SDK passes an Apply's OpFence
+// operations before its writes, so a driver may check (and lock) every fence before
+// it writes anything.
 //
 // Times are read from the [Env] clock of the provider making the call: a lease
 // renewed by one provider expires when another provider's clock passes it. Clocks
