@@ -130,6 +130,7 @@ type sink struct {
 	retErr error
 
 	written, skipped uint64
+	commits          int
 }
 
 func newSink(ctx context.Context, dst Store, m marker, resume bool) *sink {
@@ -257,8 +258,16 @@ func (s *sink) flush() error {
 		return fmt.Errorf("writing to the destination: %w", err)
 	}
 	s.m = m
+	s.commits++
+	if testHookCommit != nil {
+		testHookCommit(s.commits)
+	}
 	return nil
 }
+
+// testHookCommit, when set (by tests only), is called after each committed batch
+// with the number of batches committed so far by this process.
+var testHookCommit func(n int)
 
 func (s *sink) putRetained(r *archive.Record) error {
 	if err := s.retainedErr(); err != nil {

@@ -74,6 +74,37 @@ func Export(ctx context.Context, storeURL, file string, stdout io.Writer, o Opti
 		return nil, err
 	}
 	defer st.Close()
+	if file == "-" {
+		return ExportTo(ctx, st, stdout, o)
+	}
+	tmp := file + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := ExportTo(ctx, st, f, o)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	if d, err := os.Open(filepath.Dir(file)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return tr, nil
+}
+
+// ExportTo writes every record of st to w as an archive.
+func ExportTo(ctx context.Context, st Store, w io.Writer, o Options) (*archive.Trailer, error) {
 	info, err := storeInfo(ctx, st)
 	if err != nil {
 		return nil, err
@@ -82,22 +113,7 @@ func Export(ctx context.Context, storeURL, file string, stdout io.Writer, o Opti
 	if err != nil {
 		return nil, err
 	}
-	var out io.Writer = stdout
-	var f *os.File
-	tmp := file + ".partial"
-	if file != "-" {
-		if f, err = os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if f != nil {
-				_ = f.Close()
-				_ = os.Remove(tmp)
-			}
-		}()
-		out = f
-	}
-	w, err := archive.NewWriter(out, archive.Header{
+	aw, err := archive.NewWriter(w, archive.Header{
 		CreatedAt: time.Now().UTC(), Tool: "mqttstore", SDKVersion: persistence.SDKVersion,
 		SchemaVersion: info.SchemaVersion, SourceDriver: info.Driver, SourceCreatedAt: info.CreatedAt,
 	})
@@ -107,31 +123,15 @@ func Export(ctx context.Context, storeURL, file string, stdout io.Writer, o Opti
 	prog := o.progress("export", total)
 	err = walk(ctx, st, func(r *archive.Record) error {
 		prog.Add(1, recordBytes(r))
-		return w.Write(r)
+		return aw.Write(r)
 	})
 	prog.Done()
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	tr, err := w.Close()
+	tr, err := aw.Close()
 	if err != nil {
 		return nil, err
-	}
-	if f != nil {
-		if err := f.Sync(); err != nil {
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		f = nil
-		if err := os.Rename(tmp, file); err != nil {
-			return nil, err
-		}
-		if d, err := os.Open(filepath.Dir(file)); err == nil {
-			_ = d.Sync()
-			_ = d.Close()
-		}
 	}
 	return &tr, nil
 }
@@ -146,22 +146,26 @@ func Import(ctx context.Context, file, storeURL string, o Options) (*CopyReport,
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	rd, err := archive.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", file, err)
-	}
-	h := rd.Header()
-	source := fmt.Sprintf("archive created %s from %s, %d bytes", h.CreatedAt.Format(time.RFC3339Nano), h.SourceDriver, fi.Size())
-
 	st, err := Open(ctx, storeURL)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
+	rep, err := ImportFrom(ctx, f, st, o)
+	if err != nil {
+		return rep, fmt.Errorf("import %s: %w", file, err)
+	}
+	return rep, nil
+}
+
+// ImportFrom writes the archive read from r into st (see Import).
+func ImportFrom(ctx context.Context, r io.Reader, st Store, o Options) (*CopyReport, error) {
+	rd, err := archive.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	h := rd.Header()
+	source := fmt.Sprintf("archive created %s from %s", h.CreatedAt.Format(time.RFC3339Nano), h.SourceDriver)
 	m, resumed, err := prepareDest(ctx, st, source, o.Force)
 	if err != nil {
 		return nil, err
@@ -181,12 +185,12 @@ func Import(ctx context.Context, file, storeURL string, o Options) (*CopyReport,
 		if err != nil {
 			prog.Done()
 			sk.abort()
-			return rep, fmt.Errorf("import %s: %w", file, err)
+			return rep, err
 		}
 		if err := sk.record(r); err != nil && !errors.Is(err, errSkipSession) {
 			prog.Done()
 			sk.abort()
-			return rep, fmt.Errorf("import: %w", err)
+			return rep, err
 		}
 		n := rd.BytesRead()
 		prog.Add(1, n-last)
@@ -194,7 +198,7 @@ func Import(ctx context.Context, file, storeURL string, o Options) (*CopyReport,
 	}
 	if err := sk.finish(); err != nil {
 		prog.Done()
-		return rep, fmt.Errorf("import: %w", err)
+		return rep, err
 	}
 	prog.Done()
 	rep.Written, rep.Skipped = sk.written, sk.skipped
@@ -231,13 +235,19 @@ func Migrate(ctx context.Context, srcURL, dstURL string, o Options) (*CopyReport
 		return nil, fmt.Errorf("destination: %w", err)
 	}
 	defer dst.Close()
-	m, resumed, err := prepareDest(ctx, dst, "store "+Redact(srcURL), false)
+	return MigrateStores(ctx, src, dst, "store "+Redact(srcURL), o)
+}
+
+// MigrateStores copies src into dst (see Migrate); source identifies src in the
+// progress marker, so that only a copy of the same source resumes.
+func MigrateStores(ctx context.Context, src, dst Store, source string, o Options) (*CopyReport, error) {
+	m, resumed, err := prepareDest(ctx, dst, source, false)
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
 	rep := &CopyReport{Resumed: resumed}
 	if resumed {
-		fmt.Fprintf(o.log(), "migrate: resuming an unfinished migration from %s\n", Redact(srcURL))
+		fmt.Fprintf(o.log(), "migrate: resuming an unfinished migration from %s\n", source)
 	}
 	total, err := countItems(ctx, src)
 	if err != nil {
