@@ -33,10 +33,20 @@
 // and 2 allow). Mochi calls most hooks from the client's goroutine, so writes from
 // different clients share commits (the SDK's group commit).
 //
-// Mochi itself acknowledges a QoS 1 publisher (PUBACK) before it hands the message
-// to subscribers, which is where it calls OnQosPublish for them (server.go,
-// processPublish: cl.WritePacket(ack) comes before s.publishToSubscribers(pk)), so a
-// crash in between loses an acknowledged message whatever the storage hook does.
+// The publish journal. Mochi acknowledges a QoS 1 publisher (PUBACK; PUBREC for QoS
+// 2) before it hands the message to its subscribers, which is where it calls
+// OnQosPublish for them (server.go, processPublish: cl.WritePacket(ack) comes before
+// s.publishToSubscribers(pk)), so a crash between the two loses an acknowledged
+// message whatever the storage does with OnQosPublish. Mochi does call OnPublish
+// before the acknowledgement and OnPublished after the subscribers' OnQosPublish,
+// so with Options.Server set the hook closes that window: OnPublish commits the
+// message to a journal (the session JournalID) before Mochi acknowledges it,
+// OnPublished deletes it (in the background), and at the next start (OnStarted)
+// every message left in the journal is published again through an inline client.
+// A crash in the window then causes a duplicate delivery instead of a loss (QoS 1
+// allows duplicates; for QoS 2 this trades exactly-once for at-least-once in that
+// crash case). Replayed messages carry the inline client as their origin, so a
+// NoLocal subscription of the original publisher may receive them.
 package mochi
 
 import (
@@ -64,7 +74,15 @@ type Options struct {
 	Store Store `yaml:"-" json:"-"`
 	// Timeout bounds each store call (default 30s).
 	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// Server, when set, turns on the publish journal (see the package
+	// documentation): acknowledged messages survive a crash before Mochi has handed
+	// them to their subscribers. It must be the server the hook is added to.
+	Server *mqtt.Server `yaml:"-" json:"-"`
 }
+
+// JournalID is the session that holds the publish journal. MQTT client identifiers
+// cannot contain U+0000, so no client can own it.
+const JournalID = "\x00mochi/publish-journal"
 
 // ErrConfig reports bad Options.
 var ErrConfig = errors.New("mochi adapter: invalid options")
@@ -96,6 +114,9 @@ type Hook struct {
 	acks     chan ackDel
 	ackDone  chan struct{}
 	stopOnce sync.Once
+
+	server  *mqtt.Server
+	journal map[flightKey]uint64 // (publisher, packet id) → journal sequence number
 }
 
 type ackDel struct {
@@ -125,6 +146,9 @@ func (h *Hook) Provides(b byte) bool {
 		mqtt.StoredInflightMessages,
 		mqtt.StoredRetainedMessages,
 		mqtt.StoredSubscriptions,
+		mqtt.OnPublish,
+		mqtt.OnPublished,
+		mqtt.OnStarted,
 	}, []byte{b})
 }
 
@@ -154,10 +178,90 @@ func (h *Hook) Init(config any) error {
 	h.sess, h.ret = h.store.Sessions(), h.store.Retained()
 	h.known = map[string]bool{}
 	h.inflight = map[flightKey]flightRef{}
+	h.journal = map[flightKey]uint64{}
+	if o.Server != nil {
+		ctx, cancel := h.ctx()
+		defer cancel()
+		err := h.sess.Create(ctx, JournalID, persistence.SessionBase{CreatedAt: time.Now()})
+		if err != nil && !errors.Is(err, persistence.ErrAlreadyExists) {
+			return fmt.Errorf("mochi adapter: create the publish journal: %w", err)
+		}
+		h.server = o.Server
+	}
 	h.acks = make(chan ackDel, 4096)
 	h.ackDone = make(chan struct{})
 	go h.ackWriter()
 	return nil
+}
+
+// OnPublish commits a QoS 1 or 2 message to the journal before Mochi acknowledges
+// it (only with Options.Server).
+func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.server == nil || pk.FixedHeader.Qos == 0 || cl.Net.Inline || pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	p, err := toPersisted(pk)
+	if err != nil {
+		h.logErr("encode journal entry", cl.ID, err)
+		return pk, nil
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	seq, err := h.sess.PacketAppend(ctx, JournalID, persistence.ClassQoS12, p)
+	if err != nil {
+		h.logErr("journal publish", cl.ID, err)
+		return pk, nil
+	}
+	h.mu.Lock()
+	h.journal[flightKey{cl.ID, pk.PacketID}] = seq
+	h.mu.Unlock()
+	return pk, nil
+}
+
+// OnPublished drops the journal entry of a message Mochi has handed to every
+// subscriber (committed in the background).
+func (h *Hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if h.server == nil || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	key := flightKey{cl.ID, pk.PacketID}
+	h.mu.Lock()
+	seq, ok := h.journal[key]
+	delete(h.journal, key)
+	h.mu.Unlock()
+	if ok {
+		h.acks <- ackDel{client: JournalID, class: persistence.ClassQoS12, seq: seq}
+	}
+}
+
+// OnStarted publishes again every message left in the journal by a crash.
+func (h *Hook) OnStarted() {
+	if h.server == nil {
+		return
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	inline := h.server.NewClient(nil, "local", "mqttstore-journal-replay", true)
+	n := 0
+	err := h.sess.PacketsForEach(ctx, JournalID, persistence.ClassQoS12, func(p *persistence.PersistedPacket) (bool, error) {
+		pk, err := fromPersisted(p)
+		if err != nil {
+			h.logErr("decode journal entry", JournalID, err)
+			return true, nil // unreadable: nothing can be done with it
+		}
+		if pk.PacketID == 0 {
+			pk.PacketID = 1 // Mochi validates that QoS > 0 has one; inline publishes do not use it
+		}
+		if err := h.server.InjectPacket(inline, pk); err != nil {
+			return false, err
+		}
+		n++
+		return true, nil
+	})
+	h.logErr("replay publish journal", JournalID, err)
+	if n > 0 && h.Log != nil {
+		h.Log.Warn("mqttstore hook: published again messages acknowledged before a crash", "messages", n)
+	}
 }
 
 // Stop commits pending acknowledgement deletes and closes a store the hook opened.

@@ -1,6 +1,7 @@
 package mochi_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ func startMochi(t *testing.T, url string, extra ...mqtt.Hook) (*mqtt.Server, str
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddHook(new(mochistore.Hook), &mochistore.Options{URL: url}); err != nil {
+	if err := srv.AddHook(new(mochistore.Hook), &mochistore.Options{URL: url, Server: srv}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range extra {
@@ -220,5 +221,60 @@ func testRestart(t *testing.T, url string) {
 	}
 	if ok, _ := st.Sessions().Exists(ctx, "pub"); ok {
 		t.Error("a clean session was stored")
+	}
+	if n, err := st.Sessions().PacketCount(ctx, mochistore.JournalID, persistence.ClassQoS12); err != nil || n != 0 {
+		t.Errorf("%d publish journal entries left after a clean stop (%v)", n, err)
+	}
+}
+
+// TestJournalReplay leaves in the publish journal what a crash between Mochi's
+// PUBACK and its subscribers' OnQosPublish leaves there, and expects the next start
+// to deliver it to the persistent subscriber.
+func TestJournalReplay(t *testing.T) {
+	url := "bolt://" + t.TempDir() + "/m.db?sync=always"
+	_, addr, stop := startMochi(t, url)
+	late := client(t, addr, "late", false, true, nil)
+	ok(t, late.Subscribe("j/#", 1, nil), "subscribe")
+	late.Disconnect(100)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := persistence.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "j/x",
+		Payload: []byte("journaled"), PacketID: 7, ProtocolVersion: 5}
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Sessions().PacketAppend(ctx, mochistore.JournalID, persistence.ClassQoS12,
+		&persistence.PersistedPacket{QoS: 1, PacketID: 7, ProtocolVersion: 5, Data: buf.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	_, addr2, stop2 := startMochi(t, url)
+	ch, h := collect()
+	client(t, addr2, "late", false, true, h)
+	if got := receive(t, ch, 1); got[0] != "journaled" {
+		t.Fatalf("got %q", got)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = persistence.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.Sessions().PacketCount(ctx, mochistore.JournalID, persistence.ClassQoS12); err != nil || n != 0 {
+		t.Errorf("%d journal entries left after the replay (%v)", n, err)
 	}
 }

@@ -54,7 +54,7 @@ func run(listen, store string, maxInflight int) error {
 	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
 		return err
 	}
-	if err := server.AddHook(new(mochistore.Hook), &mochistore.Options{URL: store}); err != nil {
+	if err := server.AddHook(new(mochistore.Hook), &mochistore.Options{URL: store, Server: server}); err != nil {
 		return err
 	}
 	if err := server.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: listen})); err != nil {

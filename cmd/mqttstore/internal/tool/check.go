@@ -59,7 +59,7 @@ func Check(ctx context.Context, storeURL string, o Options) (*CheckReport, error
 	if rep.Store, err = info(ctx, st); err != nil {
 		rep.add("broken", "store metadata", err)
 	}
-	total, err := countItems(ctx, st)
+	total, err := o.total(ctx, st)
 	if err != nil {
 		// Broken sessions make the count fail; carry on without a total.
 		total = 0

@@ -34,6 +34,15 @@ func (o Options) log() io.Writer {
 	return o.Log
 }
 
+// total counts the items of st for a progress display, or returns 0 without
+// reading anything when no progress is shown.
+func (o Options) total(ctx context.Context, st Store) (int64, error) {
+	if o.Progress == "" || o.Progress == ProgressNone {
+		return 0, nil
+	}
+	return countItems(ctx, st)
+}
+
 func (o Options) progress(label string, total int64) Progress {
 	if o.Progress == "" {
 		return noProgress{}
@@ -109,7 +118,7 @@ func ExportTo(ctx context.Context, st Store, w io.Writer, o Options) (*archive.T
 	if err != nil {
 		return nil, err
 	}
-	total, err := countItems(ctx, st)
+	total, err := o.total(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +258,7 @@ func MigrateStores(ctx context.Context, src, dst Store, source string, o Options
 	if resumed {
 		fmt.Fprintf(o.log(), "migrate: resuming an unfinished migration from %s\n", source)
 	}
-	total, err := countItems(ctx, src)
+	total, err := o.total(ctx, src)
 	if err != nil {
 		return rep, fmt.Errorf("source: %w", err)
 	}

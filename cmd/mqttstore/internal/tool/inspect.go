@@ -66,7 +66,7 @@ func Inspect(ctx context.Context, storeURL string, top int, o Options) (*Inspect
 	if rep.UnfinishedCopy, err = st.Sessions().Exists(ctx, markerID); err != nil {
 		return nil, err
 	}
-	total, err := countItems(ctx, st)
+	total, err := o.total(ctx, st)
 	if err != nil {
 		return nil, err
 	}
