@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitProblems
 	}
 	fmt.Fprintln(stderr, "mqttstore:", err)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "mqttstore: interrupted; an import or migrate resumes when the same command is run again")
+	}
 	return exitError
 }
 

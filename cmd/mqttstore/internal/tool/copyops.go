@@ -262,6 +262,10 @@ func MigrateStores(ctx context.Context, src, dst Store, source string, o Options
 	if err != nil {
 		return rep, fmt.Errorf("source: %w", err)
 	}
+	verifyTotal := total
+	if resumed {
+		total = 0 // sessions already copied are skipped unread: the total is unknown
+	}
 	prog := o.progress("migrate", total)
 	sk := newSink(ctx, dst, m, resumed)
 	err = walk(ctx, src, func(r *archive.Record) error {
@@ -280,10 +284,10 @@ func MigrateStores(ctx context.Context, src, dst Store, source string, o Options
 	prog.Done()
 	rep.Written, rep.Skipped = sk.written, sk.skipped
 	if !o.NoVerify {
-		if rep.Source, err = summarize(ctx, src, o.progress("verify source", total)); err != nil {
+		if rep.Source, err = summarize(ctx, src, o.progress("verify source", verifyTotal)); err != nil {
 			return rep, fmt.Errorf("verify source: %w", err)
 		}
-		if rep.Dest, err = summarize(ctx, dst, o.progress("verify destination", total)); err != nil {
+		if rep.Dest, err = summarize(ctx, dst, o.progress("verify destination", verifyTotal)); err != nil {
 			return rep, fmt.Errorf("verify destination: %w", err)
 		}
 		if bad := rep.Source.Diff(rep.Dest); len(bad) > 0 {
