@@ -92,9 +92,12 @@ type flightKey struct {
 	id     uint16
 }
 
+// flightRef is where an in-flight packet is stored. Its sequence number is in *seq
+// because a packet appended by the background writer gets it only when the writer
+// commits; only the writer reads it after that (see writer.go).
 type flightRef struct {
 	class persistence.PacketClass
-	seq   uint64
+	seq   *uint64
 	typ   byte
 }
 
@@ -111,18 +114,12 @@ type Hook struct {
 	known    map[string]bool // sessions in the store
 	inflight map[flightKey]flightRef
 
-	acks     chan ackDel
-	ackDone  chan struct{}
+	ops      chan writeOp
+	opsDone  chan struct{}
 	stopOnce sync.Once
 
 	server  *mqtt.Server
 	journal map[flightKey]uint64 // (publisher, packet id) → journal sequence number
-}
-
-type ackDel struct {
-	client string
-	class  persistence.PacketClass
-	seq    uint64
 }
 
 // ID returns the hook's id.
@@ -188,9 +185,9 @@ func (h *Hook) Init(config any) error {
 		}
 		h.server = o.Server
 	}
-	h.acks = make(chan ackDel, 4096)
-	h.ackDone = make(chan struct{})
-	go h.ackWriter()
+	h.ops = make(chan writeOp, 4096)
+	h.opsDone = make(chan struct{})
+	go h.writer()
 	return nil
 }
 
@@ -198,11 +195,11 @@ func (h *Hook) Init(config any) error {
 func (h *Hook) Stop() error {
 	var err error
 	h.stopOnce.Do(func() {
-		if h.acks == nil {
+		if h.ops == nil {
 			return
 		}
-		close(h.acks)
-		<-h.ackDone
+		close(h.ops)
+		<-h.opsDone
 		if h.own {
 			err = h.store.Close()
 		}
@@ -423,7 +420,10 @@ func (h *Hook) OnRetainedExpired(topic string) {
 
 // OnQosPublish stores an in-flight packet of a persistent session: a new packet id
 // is appended, a changed packet type (PUBLISH → PUBREL) updates it in place, and a
-// resend of the same packet is not written again.
+// resend of the same packet is not written again. With the publish journal on, the
+// write is handed to the background writer (the journal entry, deleted only after
+// it, covers the message until it commits); without it, it is committed before
+// OnQosPublish returns.
 func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	typ := pk.FixedHeader.Type
 	if typ == packets.Puback || typ == packets.Pubcomp || !h.isKnown(cl.ID) {
@@ -442,26 +442,30 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, rese
 		h.logErr("encode in-flight packet", cl.ID, err)
 		return
 	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	if exists {
-		p.Seq = ref.seq
-		if err := h.sess.PacketUpdate(ctx, cl.ID, ref.class, p); err != nil {
-			h.logErr("update in-flight packet", cl.ID, err)
-			return
-		}
+	async := h.server != nil
+	switch {
+	case exists && async:
+		h.ops <- writeOp{kind: opUpdate, client: cl.ID, class: ref.class, seq: ref.seq, p: p}
 		ref.typ = typ
-	} else {
+	case exists:
+		done := make(chan struct{})
+		h.ops <- writeOp{kind: opUpdate, client: cl.ID, class: ref.class, seq: ref.seq, p: p, done: done}
+		<-done
+		ref.typ = typ
+	default:
 		class := persistence.ClassUnAck
 		if typ == packets.Pubrec {
 			class = persistence.ClassIncoming
 		}
-		seq, err := h.sess.PacketAppend(ctx, cl.ID, class, p)
-		if err != nil {
-			h.logErr("store in-flight packet", cl.ID, err)
-			return
+		ref = flightRef{class: class, seq: new(uint64), typ: typ}
+		op := writeOp{kind: opAppend, client: cl.ID, class: class, seq: ref.seq, p: p}
+		if !async {
+			op.done = make(chan struct{})
 		}
-		ref = flightRef{class: class, seq: seq, typ: typ}
+		h.ops <- op
+		if op.done != nil {
+			<-op.done
+		}
 	}
 	h.mu.Lock()
 	h.inflight[key] = ref
@@ -476,44 +480,12 @@ func (h *Hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	delete(h.inflight, key)
 	h.mu.Unlock()
 	if ok {
-		h.acks <- ackDel{client: cl.ID, class: ref.class, seq: ref.seq}
+		h.ops <- writeOp{kind: opDelete, client: cl.ID, class: ref.class, seq: ref.seq}
 	}
 }
 
 // OnQosDropped deletes a dropped in-flight packet.
 func (h *Hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.OnQosComplete(cl, pk) }
-
-// ackWriter commits acknowledgement deletes, as many per commit as are waiting.
-func (h *Hook) ackWriter() {
-	defer close(h.ackDone)
-	var b persistence.Batch
-	for d := range h.acks {
-		b.Reset()
-		b.PacketDelete(d.client, d.class, d.seq)
-	more:
-		for b.Len() < 1024 {
-			select {
-			case d, ok := <-h.acks:
-				if !ok {
-					break more
-				}
-				b.PacketDelete(d.client, d.class, d.seq)
-			default:
-				break more
-			}
-		}
-		ctx, cancel := h.ctx()
-		if _, err := h.sess.Apply(ctx, &b); err != nil {
-			// A session deleted meanwhile fails the whole batch: retry one by one.
-			for _, op := range b.Ops() {
-				if err := h.sess.PacketDelete(ctx, op.ID, op.Class, op.Seq); err != nil && !errors.Is(err, persistence.ErrNotFound) {
-					h.logErr("delete acknowledged packet", op.ID, err)
-				}
-			}
-		}
-		cancel()
-	}
-}
 
 // StoredClients returns the stored persistent clients.
 func (h *Hook) StoredClients() ([]storage.Client, error) {
@@ -574,7 +546,8 @@ func (h *Hook) StoredInflightMessages() ([]storage.Message, error) {
 				m.T = storage.InflightKey
 				out = append(out, m)
 				h.mu.Lock()
-				h.inflight[flightKey{ls.ID, m.PacketID}] = flightRef{class: c, seq: p.Seq, typ: m.FixedHeader.Type}
+				seq := p.Seq
+				h.inflight[flightKey{ls.ID, m.PacketID}] = flightRef{class: c, seq: &seq, typ: m.FixedHeader.Type}
 				h.mu.Unlock()
 				return false, nil
 			})

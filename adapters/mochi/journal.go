@@ -43,7 +43,9 @@ func (h *Hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	delete(h.journal, key)
 	h.mu.Unlock()
 	if ok {
-		h.acks <- ackDel{client: JournalID, class: persistence.ClassQoS12, seq: seq}
+		// After the subscribers' writes in the writer's queue: deleted no earlier
+		// than they commit.
+		h.ops <- writeOp{kind: opDelete, client: JournalID, class: persistence.ClassQoS12, seq: &seq}
 	}
 }
 
