@@ -420,10 +420,9 @@ func (h *Hook) OnRetainedExpired(topic string) {
 
 // OnQosPublish stores an in-flight packet of a persistent session: a new packet id
 // is appended, a changed packet type (PUBLISH → PUBREL) updates it in place, and a
-// resend of the same packet is not written again. With the publish journal on, the
-// write is handed to the background writer (the journal entry, deleted only after
-// it, covers the message until it commits); without it, it is committed before
-// OnQosPublish returns.
+// resend of the same packet is not written again. The write is committed (by the
+// background writer, together with whatever other clients' writes are waiting)
+// before OnQosPublish returns.
 func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	typ := pk.FixedHeader.Type
 	if typ == packets.Puback || typ == packets.Pubcomp || !h.isKnown(cl.ID) {
@@ -442,31 +441,19 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, rese
 		h.logErr("encode in-flight packet", cl.ID, err)
 		return
 	}
-	async := h.server != nil
-	switch {
-	case exists && async:
-		h.ops <- writeOp{kind: opUpdate, client: cl.ID, class: ref.class, seq: ref.seq, p: p}
-		ref.typ = typ
-	case exists:
-		done := make(chan struct{})
-		h.ops <- writeOp{kind: opUpdate, client: cl.ID, class: ref.class, seq: ref.seq, p: p, done: done}
-		<-done
-		ref.typ = typ
-	default:
-		class := persistence.ClassUnAck
+	op := writeOp{kind: opUpdate, client: cl.ID, p: p, done: make(chan struct{})}
+	if exists {
+		op.class, op.seq = ref.class, ref.seq
+	} else {
+		op.kind, op.class, op.seq = opAppend, persistence.ClassUnAck, new(uint64)
 		if typ == packets.Pubrec {
-			class = persistence.ClassIncoming
+			op.class = persistence.ClassIncoming
 		}
-		ref = flightRef{class: class, seq: new(uint64), typ: typ}
-		op := writeOp{kind: opAppend, client: cl.ID, class: class, seq: ref.seq, p: p}
-		if !async {
-			op.done = make(chan struct{})
-		}
-		h.ops <- op
-		if op.done != nil {
-			<-op.done
-		}
+		ref = flightRef{class: op.class, seq: op.seq}
 	}
+	ref.typ = typ
+	h.ops <- op
+	<-op.done
 	h.mu.Lock()
 	h.inflight[key] = ref
 	h.mu.Unlock()

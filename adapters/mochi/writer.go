@@ -32,9 +32,9 @@ type writeOp struct {
 const maxBatch = 1024
 
 // writer commits queued packet writes in order, as many per commit as are waiting:
-// appends and updates of in-flight packets (when the publish journal covers them),
-// acknowledgement deletes and journal deletes. Order is the queue's, so a journal
-// entry is deleted in the same commit as, or after, the writes it covers.
+// appends and updates of in-flight packets (their callers wait for the commit),
+// acknowledgement deletes and journal deletes (nobody waits for those). Order is the
+// queue's, so an acknowledgement delete never overtakes the append it deletes.
 func (h *Hook) writer() {
 	defer close(h.opsDone)
 	var (
