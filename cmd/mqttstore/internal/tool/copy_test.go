@@ -349,3 +349,73 @@ func TestMigrateKilledAndResumed(t *testing.T) {
 		})
 	}
 }
+
+// failingReader returns an error after n bytes, as a dying disk or a killed
+// process would cut an import short.
+type failingReader struct {
+	r io.Reader
+	n int
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("read cut short")
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	k, err := f.r.Read(p)
+	f.n -= k
+	return k, err
+}
+
+// TestImportInterruptedResumes cuts an import short at several points, then runs it
+// again on the same store: it resumes and ends equal to the source.
+func TestImportInterruptedResumes(t *testing.T) {
+	ctx := testCtx(t)
+	src := openStore(t, "mem://")
+	buildBrokerStore(t, src)
+	pp := &persistence.PersistedPackets{}
+	for i := range 3000 {
+		pp.QoS12 = append(pp.QoS12, &persistence.PersistedPacket{QoS: 1, PacketID: uint16(i%65000 + 1), Data: fmt.Appendf(nil, "p%d", i)})
+	}
+	if err := src.Sessions().PacketsStore(ctx, "queued", pp); err != nil {
+		t.Fatal(err)
+	}
+	want := summarize(t, src)
+	var arch bytes.Buffer
+	if _, err := tool.ExportTo(ctx, src, &arch, tool.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := openStore(t, "bolt://"+t.TempDir()+"/d.db?sync=none")
+	for _, cut := range []int{arch.Len() / 3, arch.Len() / 2, arch.Len() - 10} {
+		_, err := tool.ImportFrom(ctx, &failingReader{r: bytes.NewReader(arch.Bytes()), n: cut}, dst, tool.Options{})
+		if err == nil {
+			t.Fatalf("import cut at %d bytes succeeded", cut)
+		}
+	}
+	rep, err := tool.ImportFrom(ctx, bytes.NewReader(arch.Bytes()), dst, tool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Resumed || !rep.Verified || rep.Skipped == 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if bad := summarize(t, dst).Diff(want); len(bad) > 0 {
+		t.Fatalf("store differs in %v", bad)
+	}
+}
+
+func TestProgressModes(t *testing.T) {
+	for _, m := range []tool.ProgressMode{tool.ProgressBar, tool.ProgressPlain, tool.ProgressAuto, tool.ProgressNone} {
+		var buf bytes.Buffer
+		p := tool.NewProgress(m, &buf, "test", 10)
+		for range 10 {
+			p.Add(1, 100)
+		}
+		p.Done()
+		if m != tool.ProgressNone && !strings.Contains(buf.String(), "test") {
+			t.Errorf("%s: %q", m, buf.String())
+		}
+	}
+}
