@@ -38,7 +38,7 @@ S3_PUBLISH_MAX=${S3_PUBLISH_MAX:-25s}
 S3_DRAIN_MAX=${S3_DRAIN_MAX:-45s}
 PUBS=${PUBS:-16}
 SUBS=${SUBS:-16}
-BROKERS=${BROKERS:-"mem bolt badger postgres mosquitto mochi-bolt mochi-badger"}
+BROKERS=${BROKERS:-"mem bolt badger postgres mosquitto mochi-bolt mochi-badger mochi-ours"}
 # Scenario 1 also runs our broker with the settings whose durability matches the peers'
 # (no fsync per commit): bolt sync=batch and badger sync=none.
 S1_EXTRA=${S1_EXTRA-"bolt-batch badger-none"}
@@ -68,10 +68,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-[ "${TABLES_ONLY:-0}" = 1 ] || log "building cmd/demo, cmd/mqttload, bench/mochi into $BIN"
+[ "${TABLES_ONLY:-0}" = 1 ] || log "building cmd/demo, cmd/mqttload, bench/mochi, bench/mochistore into $BIN"
 [ "${TABLES_ONLY:-0}" = 1 ] || go build -o "$BIN/demo" ./cmd/demo
 [ "${TABLES_ONLY:-0}" = 1 ] || go build -o "$BIN/mqttload" ./cmd/mqttload
 [ "${TABLES_ONLY:-0}" = 1 ] || (cd bench/mochi && go build -o "$BIN/mochi" .)
+[ "${TABLES_ONLY:-0}" = 1 ] || (cd bench/mochistore && go build -o "$BIN/mochistore" .)
 
 # ---- PostgreSQL ------------------------------------------------------------------------
 PG_BASE=""
@@ -120,6 +121,11 @@ start() {
     mochi-bolt | mochi-badger)
       ADDR=127.0.0.1:$PORT_MOCHI
       "$BIN/mochi" -listen "$ADDR" -storage "${name#mochi-}" -path "$dir/store" -max-inflight 65535 >>"$logf" 2>&1 &
+      ;;
+    mochi-ours)
+      # Mochi with the mqttstore hook (adapters/mochi) on our bolt driver.
+      ADDR=127.0.0.1:$PORT_MOCHI
+      "$BIN/mochistore" -listen "$ADDR" -store "bolt://$dir/store.db?sync=${MOCHI_OURS_SYNC:-always}" -max-inflight 65535 >>"$logf" 2>&1 &
       ;;
     *)
       ADDR=127.0.0.1:$PORT_OURS
@@ -190,6 +196,7 @@ durability() {
     mosquitto) echo "snapshot every ${MOSQ_AUTOSAVE:-1}s, nothing per message" ;;
     mochi-bolt) echo "bbolt fsync per event" ;;
     mochi-badger) echo "Badger, SyncWrites=false" ;;
+    mochi-ours) echo "Mochi + mqttstore bolt hook, fsync per commit (sync=${MOCHI_OURS_SYNC:-always}, group commit)" ;;
   esac
 }
 

@@ -16,11 +16,26 @@ type Engine interface {
 	Close() error
 }
 
-// Tx is one transaction of an [Engine]. Slices it returns are valid only until the
-// transaction ends and must not be modified; slices passed to Put must stay
-// unmodified until it ends (the layer always passes fresh ones).
+// Tx is one transaction of an [Engine]. Who owns which bytes, so that an adapter
+// copies only what its engine forces it to:
+//
+//   - A value Get returns is valid until the transaction ends, also after later
+//     writes of the same transaction (to that key too); the layer never modifies it.
+//     bbolt's adapter returns the engine's own memory; Badger's copies, because a
+//     Badger value is only valid inside its callback.
+//   - The key and value Iterate passes to fn are valid only during that call (the
+//     layer copies what it keeps, and decodes values into fresh memory), so an
+//     adapter passes the engine's buffers through without copying, even one the
+//     engine reuses for the next key.
+//   - Slices passed to Put stay unmodified until the transaction ends (the layer
+//     always passes fresh ones); the adapter must not modify them, nor read them
+//     after Update returns.
+//
+// Copying every key and value is therefore never required: the contract is what
+// the layer needs, checked for each adapter by kvtest.EngineContract.
 type Tx interface {
-	// Get returns the value of k, or nil (with a nil error) when k is absent.
+	// Get returns the value of k, or nil (with a nil error) when k is absent; a
+	// present, empty value is a non-nil empty slice.
 	Get(k []byte) ([]byte, error)
 	// Put sets k to v.
 	Put(k, v []byte) error
