@@ -93,6 +93,12 @@ func (it *outItem) cost() int64 {
 // bytes were taken.
 func (c *conn) takeOut(n int64) bool {
 	b := c.b
+	if c.outq.tryTake(n) { // the usual case: no waiter registered, no lock
+		if b.outMem.tryTake(n) {
+			return true
+		}
+		c.outq.release(n)
+	}
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -154,13 +160,28 @@ func (b *Broker) admit() bool {
 	} else if lim <= 0 {
 		b.live.Add(1)
 	}
-	if !b.rate.allow(time.Now()) {
+	d, ok := b.rate.reserve(time.Now(), connRateWait)
+	if !ok {
 		b.live.Add(-1)
 		b.refuse("connection rate limit reached", "per_second", b.limits.MaxConnectionRate)
 		return false
 	}
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-b.stopBG: // shutting down
+			b.live.Add(-1)
+			return false
+		}
+	}
 	return true
 }
+
+// connRateWait bounds how long a new connection waits for its turn under
+// Limits.MaxConnectionRate before it is refused.
+const connRateWait = 2 * time.Second
 
 // leave ends what admit counted.
 func (b *Broker) leave() { b.live.Add(-1) }
@@ -182,7 +203,8 @@ func (b *Broker) refuse(why string, args ...any) {
 	b.log.Warn("broker: connection refused: "+why, append(args, "refused", n)...)
 }
 
-// rateLimiter is a token bucket: rate tokens per second, at most rate held.
+// rateLimiter is a token bucket: rate tokens per second, at most rate held;
+// tokens taken ahead of time make it negative.
 type rateLimiter struct {
 	rate   float64 // <= 0: no limit
 	mu     sync.Mutex
@@ -194,20 +216,27 @@ func newRateLimiter(rate int) *rateLimiter {
 	return &rateLimiter{rate: float64(rate), tokens: float64(rate)}
 }
 
-// allow takes a token if one is there at now.
-func (r *rateLimiter) allow(now time.Time) bool {
+// reserve takes a token at now and returns how long to wait until it is
+// there (0 when it is), unless that is longer than maxWait: then it takes
+// nothing and reports false.
+func (r *rateLimiter) reserve(now time.Time, maxWait time.Duration) (time.Duration, bool) {
 	if r.rate <= 0 {
-		return true
+		return 0, true
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.last.IsZero() {
+	if !r.last.IsZero() && now.After(r.last) {
 		r.tokens = min(r.rate, r.tokens+now.Sub(r.last).Seconds()*r.rate)
 	}
 	r.last = now
-	if r.tokens < 1 {
-		return false
+	if r.tokens >= 1 {
+		r.tokens--
+		return 0, true
+	}
+	wait := time.Duration((1 - r.tokens) / r.rate * float64(time.Second))
+	if wait > maxWait {
+		return 0, false
 	}
 	r.tokens--
-	return true
+	return wait, true
 }

@@ -34,7 +34,7 @@ const (
 	DefaultMaxConnections = 4096
 	// DefaultMaxConnectionRate bounds new connections per second (with a burst
 	// of as many).
-	DefaultMaxConnectionRate = 500
+	DefaultMaxConnectionRate = 1000
 	// DefaultIdleTimeout is how long a client that asked for keep-alive 0 may
 	// stay without sending a whole packet.
 	DefaultIdleTimeout = 5 * time.Minute
@@ -118,10 +118,12 @@ type Limits struct {
 	// accepted and counted in Stats.Refused. 0 means DefaultMaxConnections, a
 	// negative value no limit.
 	MaxConnections int
-	// MaxConnectionRate bounds how many connections are accepted per second,
-	// with a burst of as many; connections beyond it are closed at once and
-	// counted in Stats.Refused. 0 means DefaultMaxConnectionRate, a negative
-	// value no limit.
+	// MaxConnectionRate bounds how many connections are served per second,
+	// with a burst of as many: a connection beyond it waits for its turn
+	// (before anything is read from it), and one whose turn is more than two
+	// seconds away is closed at once and counted in Stats.Refused. So a
+	// reconnection storm is paced, a flood refused. 0 means
+	// DefaultMaxConnectionRate, a negative value no limit.
 	MaxConnectionRate int
 	// IdleTimeout is how long a client that asked for keep-alive 0 (no
 	// keep-alive) may go without sending a whole packet: after it the

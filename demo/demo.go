@@ -197,7 +197,7 @@ Flags:
 	fs.Int64Var(&cfg.MaxBufferedBytes, "max-buffered-bytes", broker.DefaultMaxBufferedBytes, "bytes waiting to be written to all clients together, same policy as -max-conn-queue-bytes")
 	fs.DurationVar(&cfg.BackpressureWait, "backpressure-wait", broker.DefaultBackpressureWait, "how long a publisher is paused for a full subscriber before the QoS 0 message is dropped for it (negative: drop at once)")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", broker.DefaultMaxConnections, "connections served at once; more are closed when accepted (negative: no limit)")
-	fs.IntVar(&cfg.MaxConnRate, "max-connection-rate", broker.DefaultMaxConnectionRate, "new connections accepted per second (burst as many); more are closed when accepted (negative: no limit)")
+	fs.IntVar(&cfg.MaxConnRate, "max-connection-rate", broker.DefaultMaxConnectionRate, "new connections served per second (burst as many); more wait their turn, and are closed when it is over 2s away (negative: no limit)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "how long a client with keep-alive 0 may go without sending a whole packet (negative: forever)")
 	fs.BoolVar(&cfg.Quarantine, "quarantine", false, "start even if sessions in the store are damaged: set them aside (logged, counted, their clients refused) instead of refusing to start")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")

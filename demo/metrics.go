@@ -91,6 +91,8 @@ func (m *metricsServer) brokerInstruments() error {
 	queuedBytes := gauge("mqttstore.broker.messages.queued.size", "By", "Encoded size of the queued messages.")
 	inflight := gauge("mqttstore.broker.messages.inflight", "{message}", "Messages sent and not yet acknowledged.")
 	storageErrs := counter("mqttstore.broker.storage.errors", "{error}", "Store calls of the broker that failed.")
+	refused := counter("mqttstore.broker.connections.refused", "{connection}", "Connections closed at once by the connection limit or rate.")
+	buffered := gauge("mqttstore.broker.buffered", "By", "Bytes waiting to be written to clients (bounded by -max-buffered-bytes).")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -110,8 +112,10 @@ func (m *metricsServer) brokerInstruments() error {
 		o.ObserveInt64(queuedBytes, q.QueuedBytes)
 		o.ObserveInt64(inflight, q.Inflight)
 		o.ObserveInt64(storageErrs, st.StorageErrors)
+		o.ObserveInt64(refused, st.Refused)
+		o.ObserveInt64(buffered, st.BufferedBytes)
 		return nil
-	}, connections, connected, sessions, in, out, dropped, queued, queuedBytes, inflight, storageErrs)
+	}, connections, connected, sessions, in, out, dropped, queued, queuedBytes, inflight, storageErrs, refused, buffered)
 	return err
 }
 
