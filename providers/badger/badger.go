@@ -206,6 +206,11 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 		if err != nil {
 			return nil, err
 		}
+		// Opening writes too (a new log file, the flush of logs a crash left): on a
+		// full file system that would be a SIGBUS.
+		if err := (&engine{dir: cfg.Dir, reserve: reserve(opts)}).checkSpace(0); err != nil {
+			return nil, fmt.Errorf("badger: open: %w", err)
+		}
 	}
 	var db *bdg.DB
 	err = guard(cfg.Dir, func() (err error) {

@@ -124,7 +124,26 @@ func TestDiskFull(t *testing.T) {
 	if n, err := p.Sessions().PacketCount(ctx, "s", persistence.ClassQoS12); n != uint64(acked) || err != nil {
 		t.Fatalf("count on a full disk = %d, %v; want %d", n, err, acked)
 	}
+	// Closed, with the disk filled to the last byte, the store is refused at open
+	// (Badger writes when it opens, which would be a SIGBUS).
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	filler2 := filepath.Join(mnt, "filler2")
+	fillFile(t, filler2, freeBytes(t, mnt))
+	if q, err := persistence.Open(ctx, dsn); !errors.Is(err, persistence.ErrStorageFull) {
+		if q != nil {
+			_ = q.Close()
+		}
+		t.Fatalf("open on a full disk: %v, want ErrStorageFull", err)
+	}
+	if err := os.Remove(filler2); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = persistence.Open(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
