@@ -54,7 +54,7 @@ type CrashHarness struct {
 	// Writers is the number of goroutines writing in the child; 0 means 4.
 	Writers int
 	// MaxAcks bounds the random number of acknowledgements after which a child is
-	// killed; 0 means 400. One kill in eight comes right after the child opened the
+	// killed; 0 means 400 (60 under the race detector). One kill in eight comes right after the child opened the
 	// store, before it writes.
 	MaxAcks int
 	// Budget bounds the whole run; 0 means 60 seconds. A run that reaches it stops
@@ -172,6 +172,9 @@ func (h CrashHarness) withDefaults() CrashHarness {
 	}
 	if h.MaxAcks <= 0 {
 		h.MaxAcks = 400
+		if raceEnabled {
+			h.MaxAcks = 60
+		}
 	}
 	if h.Budget <= 0 {
 		h.Budget = 60 * time.Second

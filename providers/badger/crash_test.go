@@ -2,7 +2,6 @@ package badger_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/mqttstore/mqttstore/conformance"
 )
@@ -14,6 +13,5 @@ import (
 func TestCrash(t *testing.T) {
 	conformance.RunCrash(t, conformance.CrashHarness{
 		NewTarget: func(t testing.TB) string { return dirURL("sync=always&memory=low")(t.TempDir()) },
-		Budget:    30 * time.Second,
 	})
 }

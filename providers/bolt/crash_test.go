@@ -2,7 +2,6 @@ package bolt_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/mqttstore/mqttstore/conformance"
 )
@@ -13,6 +12,5 @@ import (
 func TestCrash(t *testing.T) {
 	conformance.RunCrash(t, conformance.CrashHarness{
 		NewTarget: func(t testing.TB) string { return fileURL("always")(t.TempDir()) },
-		Budget:    30 * time.Second,
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/internal/powerloss"
@@ -29,8 +28,7 @@ func powerLoss(cut bool, open func(ctx context.Context, path string) (*persisten
 			}
 			return "bolt://" + path + "?sync=always"
 		},
-		Open:   open,
-		Budget: 30 * time.Second,
+		Open: open,
 	}
 	if cut {
 		h.AfterKill = func(t testing.TB, _ string) { (*disk).Cut(t) }

@@ -28,7 +28,6 @@ func TestCrash(t *testing.T) {
 		// waits for each) makes every commit of the child finish first, either
 		// way atomically.
 		AfterKill: func(t testing.TB, target string) { endBackends(t, target, app) },
-		Budget:    45 * time.Second,
 	})
 }
 
