@@ -127,15 +127,34 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Run("mqttstore", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			bin := filepath.Join(t.TempDir(), "mqttstore")
+			tmp := t.TempDir()
+			bin := filepath.Join(tmp, "mqttstore")
 			if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "../mqttstore").CombinedOutput(); err != nil {
 				t.Fatalf("build cmd/mqttstore: %v\n%s", err, out)
 			}
+			archive := filepath.Join(tmp, "empty.mqs")
+			if out, err := exec.CommandContext(ctx, bin, "export", "mem://", archive).CombinedOutput(); err != nil {
+				t.Fatalf("export mem:// to an archive: %v\n%s", err, out)
+			}
 			for name, dsn := range cases {
-				cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
-				out, _ := exec.CommandContext(cctx, bin, "-store", dsn).CombinedOutput()
-				ccancel()
-				checkLeaks(t, "mqttstore -store ("+name+")", dsn, out)
+				for _, args := range [][]string{
+					{"inspect", dsn},
+					{"check", dsn},
+					{"export", dsn, filepath.Join(tmp, name+".mqs")},
+					{"import", archive, dsn},
+					{"migrate", dsn, "mem://"},
+					{"migrate", "mem://", dsn},
+					{"compact", dsn},
+				} {
+					cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+					out, err := exec.CommandContext(cctx, bin, args...).CombinedOutput()
+					ccancel()
+					what := "mqttstore " + args[0] + " (" + name + ")"
+					if err == nil {
+						t.Errorf("%s succeeded on a failing store URL:\n%s", what, out)
+					}
+					checkLeaks(t, what, dsn, out)
+				}
 			}
 		})
 	}

@@ -33,7 +33,8 @@ type CompactReport struct {
 func Compact(ctx context.Context, storeURL string) (*CompactReport, error) {
 	u, err := url.Parse(storeURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", persistence.ErrInvalidConfig, err)
+		// url.Parse's error holds the whole URL, password included.
+		return nil, fmt.Errorf("%w: cannot parse store URL %s", persistence.ErrInvalidConfig, persistence.Redact(storeURL))
 	}
 	scheme := strings.ToLower(u.Scheme)
 	// Opening through the SDK first checks the URL, the schema version and that no

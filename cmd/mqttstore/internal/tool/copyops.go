@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -64,14 +63,10 @@ type CopyReport struct {
 	Dest   archive.Summary `json:"dest,omitempty"`
 }
 
-// Redact returns u with any password replaced, for messages and markers.
-func Redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return p.Redacted()
-}
+// Redact returns u with any password and secret option (password=,
+// sslpassword=) replaced, for messages and markers: persistence.Redact, the one
+// redaction every command uses.
+func Redact(u string) string { return persistence.Redact(u) }
 
 // Export writes every record of the store at storeURL to file as an archive. The
 // file is written beside its final name and renamed into place when complete and
