@@ -248,8 +248,12 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	acked := s.takeAcked(&batch)
 	var moved []*flight
 	var size int64
+	// Every delete, then every append: one run of each, which a driver can write
+	// as one statement each (the whole move is one commit).
 	for _, p := range page {
 		batch.PacketDelete(s.id, persistence.ClassQoS12, p.Seq)
+	}
+	for _, p := range page {
 		size += int64(len(p.Data))
 		if p.Expired(now) {
 			b.stats.dropped.Add(1)

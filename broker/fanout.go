@@ -98,14 +98,17 @@ func (v *variants) build(qos byte, retain bool, ids []uint32) *wireMsg {
 // incoming mark go into ONE batch, committed before anything is sent and before
 // the publisher is acknowledged. msg is not changed and must not be afterwards.
 func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
-	var batch persistence.Batch
+	// The sessions' pending acknowledgement deletes go first and every append
+	// after them, so that a driver sees one run of each (one statement each on
+	// PostgreSQL, whatever the number of sessions).
+	var batch, appends persistence.Batch
 	var planBuf [4]plan
 	plans := planBuf[:0]
 	vs := variants{msg: msg, expireAt: expireAt}
 	for i := range targets {
 		t := &targets[i]
 		m := vs.forTarget(t)
-		p, ok, err := b.planFor(t.s, m, t.share, &batch)
+		p, ok, err := b.planFor(t.s, m, t.share, &batch, &appends)
 		if err != nil {
 			b.log.Error("broker: cannot encode message", "topic", msg.Topic, "err", err)
 			b.undoPlans(plans)
@@ -118,12 +121,13 @@ func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []targe
 	if mark != nil {
 		mark.s.mu.Lock()
 		if mark.s.stored {
-			batch.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
+			appends.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
 				PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(msg, mark.pid),
 			})
 		}
 		mark.s.mu.Unlock()
 	}
+	batch.Concat(&appends)
 	var seqs []uint64
 	if batch.Len() > 0 {
 		ctx, cancel := b.storeCtx()
@@ -171,10 +175,10 @@ func (b *Broker) mustEncode(msg *packet.Publish, pid uint16) []byte {
 	return data
 }
 
-// planFor decides what happens to m for session s and adds its store write to
-// batch. ok is false when the message is not delivered to s (offline QoS 0, queue
+// planFor decides what happens to m for session s and adds its store writes: its
+// pending acknowledgement deletes to dels, its append to appends. ok is false when the message is not delivered to s (offline QoS 0, queue
 // full, session gone); err is set when m cannot be encoded for the store.
-func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, batch *persistence.Batch) (plan, bool, error) {
+func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, appends *persistence.Batch) (plan, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gone {
@@ -200,8 +204,8 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, batch *persi
 			s.inflight[pid] = f
 			p := plan{kind: planInflight, s: s, f: f, m: m}
 			if s.stored {
-				p.acked = s.takeAcked(batch)
-				batch.PacketAppend(s.id, persistence.ClassUnAck, pp)
+				p.acked = s.takeAcked(dels)
+				appends.PacketAppend(s.id, persistence.ClassUnAck, pp)
 				p.append = true
 			}
 			return p, true, nil
@@ -233,7 +237,7 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, batch *persi
 	s.pendingQ++
 	p := plan{kind: planQueue, s: s, m: m, share: share, size: size}
 	if s.stored {
-		batch.PacketAppend(s.id, persistence.ClassQoS12, pp)
+		appends.PacketAppend(s.id, persistence.ClassQoS12, pp)
 		p.append = true
 	}
 	return p, true, nil

@@ -44,6 +44,7 @@ var areas = []area{
 	{"Context", runContext},
 	{"Concurrency", runConcurrency},
 	{"Batch", runBatch},
+	{"Bulk", runBulk},
 	{"Bytes", runBytes},
 	{"SharedCommit", runSharedCommit},
 	{"Acks", runAcks},

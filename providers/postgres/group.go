@@ -33,6 +33,77 @@ type stmt struct {
 	// app is set for a PacketAppend: the group committer merges the appends of a
 	// group into one multi-row INSERT.
 	app *appendOp
+	// del is set for a PacketDelete: the group committer merges the deletes of a
+	// group (acknowledgements of many sessions) into one statement.
+	del *deleteOp
+	// multi, when set, makes this an Apply of several statements, to commit in
+	// one transaction (and sql, args and dest are unused).
+	multi []*stmt
+}
+
+// deleteOp is a PacketDelete's values, for merging.
+type deleteOp struct {
+	h     []byte
+	class int16
+	seq   int64
+}
+
+// mergedDelete deletes one packet per element of the arrays and returns the
+// hashes of the sessions that do not exist (their callers' ErrNotFound).
+const mergedDelete = `WITH t AS (SELECT * FROM unnest($1::bytea[], $2::smallint[], $3::bigint[]) AS t(h, c, s)),
+	d AS (DELETE FROM mqtt_packets p USING t WHERE p.h = t.h AND p.class = t.c AND p.seq = t.s)
+	SELECT (SELECT array_agg(DISTINCT t.h) FROM t WHERE NOT EXISTS (SELECT 1 FROM mqtt_sessions s WHERE s.h = t.h))`
+
+// deleteArrays returns mergedDelete's arguments for dels.
+func deleteArrays(dels []*groupcommit.Request[*stmt]) []any {
+	hs := make([][]byte, len(dels))
+	cs := make([]int16, len(dels))
+	ss := make([]int64, len(dels))
+	for i, r := range dels {
+		d := r.Value.del
+		hs[i], cs[i], ss[i] = d.h, d.class, d.seq
+	}
+	return []any{hs, cs, ss}
+}
+
+// readDeletes reads mergedDelete's row: a request whose session is missing gets
+// its noRow error.
+func readDeletes(br pgx.BatchResults, dels []*groupcommit.Request[*stmt]) ([]error, error) {
+	var missing [][]byte
+	if err := br.QueryRow().Scan(&missing); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(dels))
+	for _, m := range missing {
+		for i, r := range dels {
+			if string(r.Value.del.h) == string(m) {
+				errs[i] = r.Value.noRow()
+			}
+		}
+	}
+	return errs, nil
+}
+
+// split sorts a group's requests: single appends and single packet deletes, each
+// kept apart for merging when there are at least two of them, and the others.
+func split(live []*groupcommit.Request[*stmt]) (apps, dels, others []*groupcommit.Request[*stmt]) {
+	for _, r := range live {
+		switch {
+		case r.Value.app != nil:
+			apps = append(apps, r)
+		case r.Value.del != nil:
+			dels = append(dels, r)
+		default:
+			others = append(others, r)
+		}
+	}
+	if len(apps) < 2 {
+		others, apps = append(others, apps...), nil
+	}
+	if len(dels) < 2 {
+		others, dels = append(others, dels...), nil
+	}
+	return apps, dels, others
 }
 
 // appendOp is a PacketAppend's values, for merging.
@@ -110,6 +181,9 @@ func (c *conn) committed(calls int, start time.Time, err error) {
 // run runs s alone, in its own implicit transaction, and returns its own outcome
 // and the SQL or connection error, unwrapped.
 func (c *conn) run(ctx context.Context, s *stmt) (opErr, sqlErr error) {
+	if s.multi != nil {
+		return c.runTx(ctx, s.multi)
+	}
 	var err error
 	if s.dest == nil {
 		_, err = c.pool.Exec(ctx, c.q(s.sql), s.args...)
@@ -164,20 +238,19 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		}
 		return
 	}
-	// Concurrent callers' operations are unordered with respect to each other, so
-	// the appends may go first, merged into one statement.
-	var apps, others []*groupcommit.Request[*stmt]
 	for _, r := range live {
-		if r.Value.app != nil {
-			apps = append(apps, r)
-		} else {
-			others = append(others, r)
+		if r.Value.multi != nil {
+			c.commitTxGroup(ctx, live, start)
+			return
 		}
 	}
-	if len(apps) < 2 {
-		others, apps = live, nil
-	}
+	// Concurrent callers' operations are unordered with respect to each other, so
+	// the deletes and the appends may go first, merged into one statement each.
+	apps, dels, others := split(live)
 	var b pgx.Batch
+	if dels != nil {
+		b.Queue(c.q(mergedDelete), deleteArrays(dels)...)
+	}
 	if apps != nil {
 		b.Queue(c.q(mergedAppend), appendArrays(apps)...)
 	}
@@ -185,9 +258,15 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		b.Queue(c.q(r.Value.sql), r.Value.args...)
 	}
 	results := make([]error, len(others))
-	var appResults []error
+	var appResults, delResults []error
 	br := c.pool.SendBatch(ctx, &b)
 	failed := func() error {
+		if dels != nil {
+			var err error
+			if delResults, err = readDeletes(br, dels); err != nil {
+				return err
+			}
+		}
 		if apps != nil {
 			var err error
 			if appResults, err = readAppends(br, apps); err != nil {
@@ -214,10 +293,22 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		for i, r := range apps {
 			r.Err = appResults[i]
 		}
+		for i, r := range dels {
+			r.Err = delResults[i]
+		}
 		return
 	}
+	c.groupFailed(live, failed)
+}
+
+// groupFailed gives each request of a group that failed with err its outcome: an
+// SQL error, which PostgreSQL reports after rolling the whole group back, makes
+// the group run again one request at a time, so each caller gets its own outcome;
+// a connection error fails the whole group, whose commit may or may not have
+// happened.
+func (c *conn) groupFailed(live []*groupcommit.Request[*stmt], err error) {
 	var pe *pgconn.PgError
-	if errors.As(failed, &pe) {
+	if errors.As(err, &pe) {
 		for _, r := range live {
 			start := time.Now()
 			opErr, sqlErr := c.run(r.Ctx, r.Value)
@@ -230,8 +321,141 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		return
 	}
 	for _, r := range live {
-		r.Err = c.wrap(r.Ctx, r.Value.what, failed)
+		r.Err = c.wrap(r.Ctx, r.Value.what, err)
 	}
+}
+
+// commitTxGroup commits a group that holds at least one Apply of several
+// statements: every request's statements, in one explicit transaction pipelined
+// after BEGIN (one round trip), then COMMIT (a second, and the group's only WAL
+// flush). A single statement's own failure writes nothing and leaves the others
+// alone; a multi-statement Apply whose statement fails must write nothing either,
+// so the transaction is rolled back and run again without that Apply, which gets
+// its failure, as persistence/kv's group commit does. The single appends of the
+// group are merged into one statement, as in commitGroup.
+func (c *conn) commitTxGroup(ctx context.Context, live []*groupcommit.Request[*stmt], start time.Time) {
+	for len(live) > 0 {
+		if len(live) == 1 {
+			r := live[0]
+			opErr, sqlErr := c.run(ctx, r.Value)
+			c.committed(1, start, sqlErr)
+			r.Err = opErr
+			if sqlErr != nil {
+				r.Err = c.wrap(r.Ctx, r.Value.what, sqlErr)
+			}
+			return
+		}
+		apps, dels, others := split(live)
+		failedOp, results, appResults, delResults, err := c.txRound(ctx, apps, dels, others)
+		c.committed(len(live), start, err)
+		if err != nil {
+			c.groupFailed(live, err)
+			return
+		}
+		if failedOp == nil {
+			for i, r := range others {
+				r.Err = results[i]
+			}
+			for i, r := range apps {
+				r.Err = appResults[i]
+			}
+			for i, r := range dels {
+				r.Err = delResults[i]
+			}
+			return
+		}
+		// Rolled back: the Applies that failed get their failure, the rest run again.
+		rest := live[:0:0]
+		for _, r := range live {
+			if e, ok := failedOp[r]; ok {
+				r.Err = e
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		live = rest
+		start = time.Now()
+	}
+}
+
+// txRound runs one attempt of commitTxGroup. It returns the multi-statement
+// requests that failed (the transaction was then rolled back), or each request's
+// outcome (committed), or an SQL or connection error (rolled back, or unknown).
+func (c *conn) txRound(ctx context.Context, apps, dels, others []*groupcommit.Request[*stmt]) (
+	failedOp map[*groupcommit.Request[*stmt]]error, results, appResults, delResults []error, err error) {
+	pc, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer pc.Release()
+	var b pgx.Batch
+	b.Queue(`BEGIN`)
+	if dels != nil {
+		b.Queue(c.q(mergedDelete), deleteArrays(dels)...)
+	}
+	if apps != nil {
+		b.Queue(c.q(mergedAppend), appendArrays(apps)...)
+	}
+	for _, r := range others {
+		if r.Value.multi == nil {
+			b.Queue(c.q(r.Value.sql), r.Value.args...)
+			continue
+		}
+		for _, s := range r.Value.multi {
+			b.Queue(c.q(s.sql), s.args...)
+		}
+	}
+	results = make([]error, len(others))
+	br := pc.SendBatch(ctx, &b)
+	sqlErr := func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if dels != nil {
+			var err error
+			if delResults, err = readDeletes(br, dels); err != nil {
+				return err
+			}
+		}
+		if apps != nil {
+			var err error
+			if appResults, err = readAppends(br, apps); err != nil {
+				return err
+			}
+		}
+		for i, r := range others {
+			if r.Value.multi == nil {
+				opErr, sqlErr := r.Value.read(br)
+				if sqlErr != nil {
+					return sqlErr
+				}
+				results[i] = opErr
+				continue
+			}
+			for _, s := range r.Value.multi {
+				opErr, sqlErr := s.read(br)
+				if sqlErr != nil {
+					return sqlErr
+				}
+				if opErr != nil && results[i] == nil {
+					results[i] = opErr
+					if failedOp == nil {
+						failedOp = map[*groupcommit.Request[*stmt]]error{}
+					}
+					failedOp[r] = opErr
+				}
+			}
+		}
+		return nil
+	}()
+	if err := br.Close(); err != nil && sqlErr == nil {
+		sqlErr = err
+	}
+	sqlErr = c.endTx(ctx, pc, failedOp != nil || sqlErr != nil, sqlErr)
+	if sqlErr != nil {
+		return nil, nil, nil, nil, sqlErr
+	}
+	return failedOp, results, appResults, delResults, nil
 }
 
 // groupContext bounds a group's round trip by the latest deadline among its

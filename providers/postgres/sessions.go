@@ -144,8 +144,10 @@ func sessionScoped(what, id, del string, args ...any) *stmt {
 }
 
 func packetDeleteStmt(id string, class driver.PacketClass, seq uint64) *stmt {
-	return sessionScoped("delete packet", id,
+	s := sessionScoped("delete packet", id,
 		`DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = $3`, int16(class), seqArg(seq))
+	s.del = &deleteOp{h: s.args[0].([]byte), class: int16(class), seq: seqArg(seq)}
+	return s
 }
 
 func packetsDeleteStmt(id string, classes []int16) *stmt {
