@@ -29,8 +29,12 @@ const (
 )
 
 // barDemoEnv names a demo binary to measure instead of building ./cmd/demo
-// (to measure an older build, for comparison).
-const barDemoEnv = "MQTTSTORE_BAR_DEMO"
+// (to measure an older build, for comparison); barSubsEnv sets how many
+// subscribers do not read (2 by default, the bar's).
+const (
+	barDemoEnv = "MQTTSTORE_BAR_DEMO"
+	barSubsEnv = "MQTTSTORE_BAR_SUBS"
+)
 
 // TestMemoryBarNonReadingSubscribers runs the demo as a child process with
 // default limits, drives the hostile load into it and reads the child's peak
@@ -103,7 +107,13 @@ func TestMemoryBarNonReadingSubscribers(t *testing.T) {
 	}
 	before := procStatus(t, cmd.Process.Pid)
 
-	for i := range 2 {
+	subs := 2
+	if v := os.Getenv(barSubsEnv); v != "" {
+		if subs, err = strconv.Atoi(v); err != nil || subs < 1 || subs > 1000 {
+			t.Fatalf("%s=%q: want 1 to 1000", barSubsEnv, v)
+		}
+	}
+	for i := range subs {
 		c := barDial(t, addr, fmt.Sprintf("hostile-sub-%d", i))
 		c.send(t, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.SubscribeOption{{Filter: "#"}}})
 		if _, ok := c.read(t).(*packet.Suback); !ok {
@@ -133,8 +143,8 @@ func TestMemoryBarNonReadingSubscribers(t *testing.T) {
 	}
 	took := time.Since(began)
 	after := procStatus(t, cmd.Process.Pid)
-	t.Logf("%d x %d KB QoS 0 to two non-reading # subscribers in %v: VmHWM %d MB (VmRSS %d MB before, %d MB after), bar %d MB",
-		barMessages, barSize>>10, took.Round(time.Millisecond), after["VmHWM"]>>20, before["VmRSS"]>>20, after["VmRSS"]>>20, barRSS>>20)
+	t.Logf("%d x %d KB QoS 0 to %d non-reading # subscribers in %v: VmHWM %d MB (VmRSS %d MB before, %d MB after), bar %d MB",
+		barMessages, barSize>>10, subs, took.Round(time.Millisecond), after["VmHWM"]>>20, before["VmRSS"]>>20, after["VmRSS"]>>20, barRSS>>20)
 	if after["VmHWM"] >= barRSS {
 		t.Errorf("peak RSS %d MB, bar %d MB", after["VmHWM"]>>20, barRSS>>20)
 	}
