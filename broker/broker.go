@@ -122,7 +122,8 @@ type Broker struct {
 	// quarantined holds the sessions set aside by restore, by id
 	// (quarantine.go); written only during New.
 	quarantined       map[string]error
-	quarantineVisited int // sessions LoadForEach handed to restore
+	quarantineVisited int  // sessions LoadForEach handed to restore
+	statsUnknown      bool // packet counts failed on a damaged record: restore reads every class
 
 	stats struct {
 		connected, connections, in, out, dropped, storageErrors, refused atomic.Int64

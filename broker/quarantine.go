@@ -122,3 +122,33 @@ func (b *Broker) Quarantined() map[string]error {
 	}
 	return out
 }
+
+// packetStatsFailed is restore's hook for an error of
+// Sessions.PacketStatsForEach. Under Options.Quarantine a damaged record
+// (persistence.ErrBrokenEntry) makes the packet counts unknown instead of
+// failing New: restore then reads every class of every session (statsFor),
+// and the session that holds the damaged record is set aside there.
+func (b *Broker) packetStatsFailed(err error) error {
+	if err == nil || !b.opts.Quarantine || !errors.Is(err, persistence.ErrBrokenEntry) {
+		return err
+	}
+	b.statsUnknown = true
+	b.log.Warn("broker: packet counts unavailable (damaged records); reading every session's packets", "err", err)
+	return nil
+}
+
+// statsFor returns the packet stats restore goes by for session id: its entry
+// in stats, or none; when the counts are unknown (packetStatsFailed), one
+// packet in every class, so that restore reads each class.
+func (b *Broker) statsFor(stats map[string]*persistence.PacketStats, id string) *persistence.PacketStats {
+	if ps := stats[id]; ps != nil && !b.statsUnknown {
+		return ps
+	}
+	ps := &persistence.PacketStats{ID: id}
+	if b.statsUnknown {
+		for i := range ps.Classes {
+			ps.Classes[i].Count = 1
+		}
+	}
+	return ps
+}

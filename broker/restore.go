@@ -128,7 +128,7 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 		w.ticks.Add(1)
 		return nil
 	})
-	if err != nil {
+	if err = b.packetStatsFailed(err); err != nil { // quarantine.go
 		return err
 	}
 
@@ -152,10 +152,7 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 		if ls.Expiry != nil {
 			s.expiry = *ls.Expiry
 		}
-		ps := stats[ls.ID]
-		if ps == nil {
-			ps = &persistence.PacketStats{ID: ls.ID}
-		}
+		ps := b.statsFor(stats, ls.ID) // quarantine.go
 		if err := b.restorePackets(ctx, s, ps); err != nil {
 			return err
 		}
