@@ -507,6 +507,7 @@ func (r *crashRun) runChild(round, afterAcks int) ([]crashEvent, string, error) 
 	)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = childAttr() // the child dies with the parent where the system can do that
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
