@@ -646,6 +646,13 @@ var sharedCases = []tcase{
 		}
 		o2 := e.takeover(b, "s", "n2")
 		taken.Store(true)
+		// What the new owner reads right after the takeover is final: no write of
+		// the old owner may commit after Takeover returned.
+		atTakeover := make([]*persistence.PersistedPacket, 0, 64)
+		e.ok(b.Sessions().PacketsForEach(e.ctx, "s", persistence.ClassQoS12, func(p *persistence.PersistedPacket) (bool, error) {
+			atTakeover = append(atTakeover, p)
+			return false, nil
+		}), "PacketsForEach by the new owner right after the takeover")
 		wg.Wait()
 		if werr != nil {
 			e.fatalf("%v", werr)
@@ -674,6 +681,8 @@ var sharedCases = []tcase{
 			return false, nil
 		}), "PacketsForEach by the new owner")
 		e.eq(diffQueue(got, want), "queue after the takeover (%d acknowledged appends)", len(want))
+		e.eq(diffQueue(atTakeover, want), "queue the new owner read right after Takeover returned, against the acknowledged appends: "+
+			"a write of the old owner committed after the takeover (the fence must hold the ownership until the write commits)")
 		_, err := e.fencedAppend(b, o2, 0)
 		e.ok(err, "fenced append by the new owner")
 	}},
