@@ -16,4 +16,20 @@
 // [Sessions.Apply] commits several writes, possibly for several sessions, atomically:
 // a broker uses it to queue one message for every matching subscriber before it
 // acknowledges the publisher, or to move a packet from a queue to in-flight.
+//
+// Several brokers may share one store when its driver can be shared
+// ([Store.Shared], e.g. PostgreSQL): each broker is a node holding a lease
+// ([Nodes.Renew]); a session is owned by one node at a time ([Sessions.Claim],
+// [Sessions.Takeover]); and [Batch.Fence] makes a write conditional on the writer
+// still owning the session, checked by the store in the write's own transaction,
+// so a node that lost a session gets [ErrFenced] and changes nothing:
+//
+//	o, err := store.Sessions().Takeover(ctx, clientID, node)
+//	...
+//	var b persistence.Batch
+//	b.Fence(o).PacketDelete(clientID, persistence.ClassUnAck, seq)
+//	_, err = store.Sessions().Apply(ctx, &b) // errors.Is(err, persistence.ErrFenced): the session moved
+//
+// Drivers that cannot be shared (mem, bolt, badger) answer these calls with
+// [ErrNotSupported], and refuse a second open of their file with [ErrInUse].
 package persistence
