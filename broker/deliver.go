@@ -207,6 +207,15 @@ func (b *Broker) pump(c *conn) {
 		// moving them here would let the count fall below what the store holds,
 		// stranding messages in the queue.
 		want := min(room, s.queued)
+		// A stored queue moves in flight by the half window, not by the
+		// acknowledgement: one page read and one commit (which carries the
+		// pending acknowledgement deletes) per half window, instead of per
+		// message. The acknowledgements wait for that commit; a crash before it
+		// only redelivers them, which QoS 1 and 2 allow.
+		if len(s.inflight) > 0 && want < min(c.window/2, s.queued) {
+			s.mu.Unlock()
+			return
+		}
 		s.mu.Unlock()
 		if !b.pumpStored(c, want) {
 			return

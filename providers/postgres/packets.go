@@ -50,30 +50,21 @@ func (c *conn) PacketCount(ctx context.Context, id string, class driver.PacketCl
 
 // PacketsForEach reads the queue a page at a time (keyset pagination on seq, up to
 // the last seq present when it started, so packets appended meanwhile are not
-// visited) and calls fn with no connection held. The deletions fn asks for are
-// sent with the query for the next page, in the same round trip.
+// visited) and calls fn with no connection held. The first page is read in the
+// same round trip as that bound (and the session check); the deletions fn asks
+// for are sent with the query for the next page, in the same round trip.
 func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.PacketClass, fn driver.PacketLoader) error {
 	h := hashOf(id)
-	var limit *int64
-	err := c.pool.QueryRow(ctx, c.q(`SELECT (SELECT max(seq) FROM mqtt_packets WHERE h = $1 AND class = $2)
-		FROM mqtt_sessions WHERE h = $1`), h, int16(class)).Scan(&limit)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFoundSession(id)
-	}
-	if err != nil {
-		return c.wrap(ctx, "iterate packets", err)
-	}
-	if limit == nil {
-		return nil
-	}
 	type row struct {
 		seq  int64
 		blob []byte
 	}
 	var (
-		last int64
-		dels []int64
-		page = make([]row, 0, pageSize)
+		limit *int64
+		last  int64
+		dels  []int64
+		first = true
+		page  = make([]row, 0, pageSize)
 	)
 	// flush applies the pending deletions alone, when the iteration ends, even
 	// when it ends because ctx did: they were asked for, and a broker must not see
@@ -93,15 +84,32 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 	for {
 		page = page[:0]
 		var b pgx.Batch
-		if len(dels) > 0 {
-			b.Queue(c.q(deleteSeqs), h, int16(class), dels, dels[0], dels[len(dels)-1])
+		if first {
+			b.Queue(c.q(`SELECT (SELECT max(seq) FROM mqtt_packets WHERE h = $1 AND class = $2)
+				FROM mqtt_sessions WHERE h = $1`), h, int16(class))
+			b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2
+				ORDER BY seq LIMIT $3`), h, int16(class), pageSize)
+		} else {
+			if len(dels) > 0 {
+				b.Queue(c.q(deleteSeqs), h, int16(class), dels, dels[0], dels[len(dels)-1])
+			}
+			b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq > $3 AND seq <= $4
+				ORDER BY seq LIMIT $5`), h, int16(class), last, *limit, pageSize)
 		}
-		b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq > $3 AND seq <= $4
-			ORDER BY seq LIMIT $5`), h, int16(class), last, *limit, pageSize)
+		missing := false
 		err := func() error {
 			br := c.pool.SendBatch(ctx, &b)
 			defer br.Close()
-			if len(dels) > 0 {
+			if first {
+				err := br.QueryRow().Scan(&limit)
+				if errors.Is(err, pgx.ErrNoRows) {
+					missing = true
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+			} else if len(dels) > 0 {
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
@@ -126,6 +134,21 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 		if err != nil {
 			return flush(c.wrap(ctx, "iterate packets", err))
 		}
+		if missing {
+			return notFoundSession(id)
+		}
+		if limit == nil {
+			return nil
+		}
+		full := len(page) == pageSize
+		if first {
+			// The first page was read beside the bound, not under it.
+			for len(page) > 0 && page[len(page)-1].seq > *limit {
+				page = page[:len(page)-1]
+				full = false
+			}
+			first = false
+		}
 		dels = dels[:0]
 		for i := range page {
 			r := &page[i]
@@ -141,7 +164,7 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 				return flush(ferr)
 			}
 		}
-		if len(page) < pageSize {
+		if !full {
 			return flush(nil)
 		}
 		last = page[len(page)-1].seq
