@@ -51,8 +51,14 @@ type client311 struct {
 	sent    uint64             // order of the messages in out
 	nextID  uint16
 	in      map[uint16]bool // incoming QoS 2 ids received, PUBREL not yet
-	subacks map[uint16]chan error
+	subacks map[uint16]*subReq
 	dead    error // set when the client stopped for good
+}
+
+// subReq is a SUBSCRIBE waiting for its SUBACK; it is sent again after a reconnect.
+type subReq struct {
+	packet []byte
+	done   chan error
 }
 
 // outMsg is one outgoing message; it is also the token Publish returns.
@@ -85,7 +91,7 @@ func newClient311(addr, id string, clean bool, keepAlive, dialTimeout time.Durat
 	return &client311{
 		addr: addr, id: id, clean: clean, keepAlive: keepAlive, dialTO: dialTimeout, reconnect: reconnect,
 		quit: make(chan struct{}), done: make(chan struct{}),
-		out: make(map[uint16]*outMsg), in: make(map[uint16]bool), subacks: make(map[uint16]chan error),
+		out: make(map[uint16]*outMsg), in: make(map[uint16]bool), subacks: make(map[uint16]*subReq),
 	}
 }
 
@@ -251,6 +257,9 @@ func (c *client311) setConn(conn net.Conn, present bool) {
 			c.w.Write(publishPacket(m, true))
 		}
 	}
+	for _, sr := range c.subacks {
+		c.w.Write(sr.packet)
+	}
 	c.flush()
 }
 
@@ -367,9 +376,9 @@ func (c *client311) stop(err error) {
 		delete(c.out, id)
 		m.finish(err)
 	}
-	for id, ch := range c.subacks {
+	for id, sr := range c.subacks {
 		delete(c.subacks, id)
-		ch <- err
+		sr.done <- err
 	}
 }
 
@@ -411,13 +420,13 @@ func (c *client311) serve(conn net.Conn, r *bufio.Reader) error {
 			delete(c.in, id)
 			c.write(idPacket(pPubcomp, 0, id))
 		case pSuback:
-			if ch, ok := c.subacks[id]; ok {
+			if sr, ok := c.subacks[id]; ok {
 				delete(c.subacks, id)
 				var err error
 				if len(body) < 3 || body[2] == 0x80 {
 					err = errors.New("mqtt: subscription refused")
 				}
-				ch <- err
+				sr.done <- err
 			}
 		}
 		c.mu.Unlock()
@@ -512,7 +521,8 @@ func (c *client311) Publish(topic string, qos byte, payload []byte) token {
 	return m
 }
 
-// Subscribe subscribes to filter and waits for the SUBACK.
+// Subscribe subscribes to filter and waits for the SUBACK; the SUBSCRIBE is sent
+// again after a reconnection until then.
 func (c *client311) Subscribe(ctx context.Context, filter string, qos byte) error {
 	ch := make(chan error, 1)
 	c.mu.Lock()
@@ -525,10 +535,11 @@ func (c *client311) Subscribe(ctx context.Context, filter string, qos byte) erro
 		c.mu.Unlock()
 		return errors.New("mqtt: every packet id is in use")
 	}
-	c.subacks[id] = ch
 	body := binary.BigEndian.AppendUint16(nil, id)
 	body = appendString(body, filter)
-	c.write(packet(pSubscribe<<4|0x02, append(body, qos)))
+	sr := &subReq{packet: packet(pSubscribe<<4|0x02, append(body, qos)), done: ch}
+	c.subacks[id] = sr
+	c.write(sr.packet)
 	c.mu.Unlock()
 	select {
 	case err := <-ch:

@@ -112,7 +112,9 @@ func qos2UnderCuts(t *testing.T, paho bool) (result, int64) {
 		res, err := run(ctx, cfg, io.Discard)
 		done <- outcome{res, err}
 	}()
-	// Cutting on a clock is the fault being injected, not a wait for something.
+	// Cuts start once messages flow (every client connected and subscribed); cutting
+	// on a clock after that is the fault being injected, not a wait for something.
+	r.waitMessagesIn(ctx, 50)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	stopCutting := time.After(cfg.Duration)
