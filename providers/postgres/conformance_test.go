@@ -9,6 +9,7 @@ import (
 	"github.com/mqttstore/mqttstore/conformance"
 	"github.com/mqttstore/mqttstore/internal/pgtest"
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 	"github.com/mqttstore/mqttstore/providers/postgres"
 )
 
@@ -59,7 +60,37 @@ func harness(options string) conformance.Harness {
 		Shared: func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store {
 			return openDSN(t, dsnOf(t, p), opts...)
 		},
+		PlantSchema: plantSchema(options),
+		PageSize:    256, // the driver's page (sessions.go)
 		CaseTimeout: time.Minute,
+	}
+}
+
+// plantSchema is the harness's PlantSchema: it creates a store in a fresh schema,
+// overwrites its mqtt_system row with one of schema version, closes it and opens it
+// again as a user would.
+func plantSchema(options string) func(t testing.TB, version uint32, opts ...persistence.OpenOption) (*persistence.Store, error) {
+	return func(t testing.TB, version uint32, opts ...persistence.OpenOption) (*persistence.Store, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		dsn := pgtest.DSN(t) + options
+		p, err := persistence.Open(ctx, dsn)
+		if err != nil {
+			t.Fatalf("open %s: %v", dsn, err)
+		}
+		info := driver.SystemInfo{SchemaVersion: version, CreatedAt: time.Unix(1, 0), SDKVersion: "9.9.9", Driver: "postgres"}
+		_, err = postgres.Pool(p).Exec(ctx, `UPDATE mqtt_system SET info = $1 WHERE id = 1`, driver.EncodeSystemInfo(nil, info))
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatalf("plant schema version %d: %v", version, err)
+		}
+		q, err := persistence.Open(ctx, dsn, opts...)
+		if q != nil {
+			t.Cleanup(func() { _ = q.Close() })
+		}
+		return q, err
 	}
 }
 
