@@ -2,13 +2,13 @@ package badger_test
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 )
 
 // TestFileModes checks that every file of a Badger store is 0600 and every
@@ -28,29 +28,7 @@ func TestFileModes(t *testing.T) {
 		}
 	}
 	check := func(when string) {
-		n := 0
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			want := fs.FileMode(0o600)
-			if d.IsDir() {
-				want = 0o700
-			}
-			if info.Mode().Perm() != want {
-				t.Errorf("%s: %s has mode %v, want %v", when, path, info.Mode().Perm(), want)
-			}
-			n++
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n < 4 {
+		if n := kvtest.CheckFileModes(t, root, when); n < 4 {
 			t.Fatalf("%s: only %d entries under %s", when, n, root)
 		}
 	}
