@@ -67,10 +67,14 @@
 // every overlapping write, so writes do not need more; the rest serve reads
 // (each delivering connection's page reads, restore) and the writes that run on
 // their caller's goroutine when nothing else is in flight. Measured through the
-// broker (BENCH.md), 16 publishers and 16 subscribers kept at most a few
-// connections busy; raise max_conns for many brokers' worth of concurrent
-// readers, not for write throughput, which one committer bounds (two or four
-// committers were measured and did worse, see BENCH.md).
+// broker (BENCH.md, scenario 1's 16 publishers and 16 subscribers), at most one
+// connection was running a statement at any sample, 0.6–0.7 on average; raise
+// max_conns for many concurrent readers, not for write throughput, which one
+// committer bounds (two or four committers were measured and did worse, see
+// BENCH.md). synchronous_commit is the server's (on by default: PUBACK means the
+// WAL is flushed); synchronous_commit=off on the URL gave 1.2x the messages per
+// second through the broker (BENCH.md) and loses the last commits on a server
+// crash.
 //
 // # Several brokers on one schema
 //
