@@ -1,19 +1,14 @@
 package bolt_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 	"github.com/mqttstore/mqttstore/providers/bolt"
 )
 
@@ -38,7 +33,7 @@ func TestSecondOpenRefused(t *testing.T) {
 		t.Errorf("Nodes.Renew on a bolt store: %v, want ErrNotSupported", err)
 	}
 	q, err := persistence.OpenConnector(ctx, &bolt.Config{Path: path, Timeout: 50 * time.Millisecond})
-	checkInUse(t, q, err, path)
+	kvtest.CheckInUse(t, q, err, "a bolt file", path, "timeout")
 	// Once the first provider is closed, the file opens.
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -50,104 +45,22 @@ func TestSecondOpenRefused(t *testing.T) {
 	_ = q.Close()
 }
 
-// checkInUse checks the refusal of a second open of path.
-func checkInUse(t *testing.T, q *persistence.Store, err error, path string) {
-	t.Helper()
-	if err == nil {
-		_ = q.Close()
-		t.Fatal("a second open of a bolt file in use succeeded")
-	}
-	if !errors.Is(err, persistence.ErrInUse) {
-		t.Errorf("second open: %v, want an error matching persistence.ErrInUse", err)
-	}
-	for _, want := range []string{path, "one broker at a time", "timeout"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("second open: %q does not mention %q", err, want)
-		}
-	}
-}
-
-// holdEnv names the store URL the helper process holds open.
-const holdEnv = "MQTTSTORE_TEST_HOLD_URL"
-
 // TestHelperHoldStore is the helper process of TestSecondProcessRefused: with
-// holdEnv set it opens that store, creates session "held", prints "ready" and
+// kvtest.HoldEnv set it opens that store, creates session "held", prints "ready" and
 // keeps the store open until its standard input closes or it is killed.
 func TestHelperHoldStore(t *testing.T) {
-	u := os.Getenv(holdEnv)
-	if u == "" {
-		return
-	}
-	p, err := persistence.Open(context.Background(), u)
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(2)
-	}
-	if err := p.Sessions().Create(context.Background(), "held", persistence.SessionBase{ProtocolVersion: 5}); err != nil {
-		fmt.Println("create:", err)
-		os.Exit(2)
-	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = p.Close()
-	os.Exit(0)
-}
-
-// holdInChild starts this test binary as a helper process holding the store at
-// u, waits until it is ready, and returns it; the caller kills it.
-func holdInChild(ctx context.Context, t *testing.T, u string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperHoldStore$", "-test.count=1")
-	cmd.Env = append(os.Environ(), holdEnv+"="+u)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+	kvtest.HoldStore(func(ctx context.Context, p *persistence.Store) error {
+		return p.Sessions().Create(ctx, "held", persistence.SessionBase{ProtocolVersion: 5})
 	})
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		var lines []string
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- nil
-				_, _ = io.Copy(io.Discard, out)
-				return
-			}
-			lines = append(lines, sc.Text())
-		}
-		ready <- fmt.Errorf("helper process ended before it was ready: %q", lines)
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the helper process was not ready before the deadline")
-	}
-	return cmd
 }
 
 func TestSecondProcessRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	child := holdInChild(ctx, t, "bolt://"+path)
+	child := kvtest.HoldInChild(ctx, t, "bolt://"+path)
 	q, err := persistence.OpenConnector(ctx, &bolt.Config{Path: path, Timeout: 50 * time.Millisecond})
-	checkInUse(t, q, err, path)
+	kvtest.CheckInUse(t, q, err, "a bolt file", path, "timeout")
 	// A killed broker's lock goes with it: the file opens, with its data.
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
