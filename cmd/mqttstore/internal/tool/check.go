@@ -132,7 +132,7 @@ func Check(ctx context.Context, storeURL string, o Options) (*CheckReport, error
 	if n, err := sess.Count(ctx); err != nil {
 		rep.add("broken", "session count", err)
 	} else if n < listed || n > listed+brokenSessions {
-		rep.add("count", "sessions", fmt.Errorf("Count says %d, %d sessions read", n, listed))
+		rep.add("count", "sessions", fmt.Errorf("the store counts %d sessions, %d were read", n, listed))
 	}
 
 	// The expiry index: every entry must name a session with those deadlines, and
@@ -177,7 +177,7 @@ func Check(ctx context.Context, storeURL string, o Options) (*CheckReport, error
 	if n, err := ret.Count(ctx); err != nil {
 		rep.add("broken", "retained count", err)
 	} else if n < rep.Retained || n > rep.Retained+brokenRet {
-		rep.add("count", "retained", fmt.Errorf("Count says %d, %d retained messages read", n, rep.Retained))
+		rep.add("count", "retained", fmt.Errorf("the store counts %d retained messages, %d were read", n, rep.Retained))
 	}
 	if ok, err := sess.Exists(ctx, markerID); err == nil && ok {
 		rep.add("index", "copy marker", errors.New("an import or migrate into this store did not finish; run it again to complete it"))
