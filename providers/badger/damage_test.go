@@ -1,68 +1,17 @@
 package badger_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 	_ "github.com/mqttstore/mqttstore/providers/badger"
 )
-
-// damageMessages is how many acknowledged messages a damaged store held.
-const damageMessages = 3000
-
-// fillStore appends n acknowledged packets to session "s" and closes the store.
-func fillStore(t *testing.T, dsn string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 4}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		data := []byte(fmt.Sprintf("message %06d %s", i, strings.Repeat("x", 200)))
-		if _, err := p.Sessions().PacketAppend(ctx, "s", persistence.ClassQoS12, &persistence.PersistedPacket{Data: data, QoS: 1, PacketID: uint16(i%60000 + 1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readBack opens dsn and counts session "s"'s packets, turning a panic into a
-// test failure.
-func readBack(t *testing.T, dsn string) (n int, err error) {
-	t.Helper()
-	defer func() {
-		if r := recover(); r != nil {
-			t.Fatalf("open and read of a damaged store panicked: %v", r)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		return 0, err
-	}
-	defer p.Close()
-	err = p.Sessions().PacketsForEach(ctx, "s", persistence.ClassQoS12, func(*persistence.PersistedPacket) (bool, error) {
-		n++
-		return false, nil
-	})
-	return n, err
-}
 
 func tables(t *testing.T, dir string) []string {
 	t.Helper()
@@ -111,15 +60,10 @@ func TestDamage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "db")
 			dsn := "badger://" + dir + "?memory=low&sync=none"
-			fillStore(t, dsn, damageMessages)
-			if n, err := readBack(t, dsn); n != damageMessages || err != nil {
-				t.Fatalf("undamaged store read back %d of %d messages, %v", n, damageMessages, err)
-			}
-			file := damage(t, dir)
-			n, err := readBack(t, dsn)
-			t.Logf("after damage: %d messages, err %v", n, err)
+			var file string
+			n, err := kvtest.Damaged(t, dsn, false, func() { file = damage(t, dir) })
 			if err == nil {
-				t.Fatalf("a damaged store (%s) opened and read %d of %d messages without an error", file, n, damageMessages)
+				t.Fatalf("a damaged store (%s) opened and read %d of %d messages without an error", file, n, kvtest.DamageMessages)
 			}
 			if !errors.Is(err, persistence.ErrBrokenEntry) || !strings.Contains(err.Error(), file) {
 				t.Errorf("error %v: want ErrBrokenEntry naming %s", err, file)

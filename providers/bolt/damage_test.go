@@ -1,7 +1,6 @@
 package bolt_test
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,65 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 	_ "github.com/mqttstore/mqttstore/providers/bolt"
 )
-
-// damageMessages is how many acknowledged messages a damaged store held.
-const damageMessages = 3000
-
-// fillStore appends n acknowledged packets to session "s" and closes the store.
-func fillStore(t *testing.T, dsn string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 4}); err != nil {
-		t.Fatal(err)
-	}
-	var b persistence.Batch
-	for i := range n {
-		data := []byte(fmt.Sprintf("message %06d %s", i, strings.Repeat("x", 200)))
-		b.PacketAppend("s", persistence.ClassQoS12, &persistence.PersistedPacket{Data: data, QoS: 1, PacketID: uint16(i%60000 + 1)})
-	}
-	if _, err := p.Sessions().Apply(ctx, &b); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readBack opens dsn and reads session "s"'s packets, checking each one's content;
-// a panic fails the test.
-func readBack(t *testing.T, dsn string) (n int, err error) {
-	t.Helper()
-	defer func() {
-		if r := recover(); r != nil {
-			t.Fatalf("open and read of a damaged store panicked: %v", r)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		return 0, err
-	}
-	defer p.Close()
-	err = p.Sessions().PacketsForEach(ctx, "s", persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
-		if want := fmt.Sprintf("message %06d ", n); !strings.HasPrefix(string(pk.Data), want) {
-			return false, fmt.Errorf("packet %d holds %.20q", n, pk.Data)
-		}
-		n++
-		return false, nil
-	})
-	return n, err
-}
 
 func TestDamage(t *testing.T) {
 	const pageSize = 4096
@@ -115,16 +60,10 @@ func TestDamage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.db")
 			dsn := "bolt://" + path + "?sync=none"
-			fillStore(t, dsn, damageMessages)
-			if n, err := readBack(t, dsn); n != damageMessages || err != nil {
-				t.Fatalf("undamaged store read back %d of %d messages, %v", n, damageMessages, err)
-			}
-			damage(t, path)
-			n, err := readBack(t, dsn)
-			t.Logf("after damage: %d messages, err %v", n, err)
+			n, err := kvtest.Damaged(t, dsn, true, func() { damage(t, path) })
 			if err == nil {
-				if n != damageMessages {
-					t.Fatalf("a damaged store opened and read %d of %d messages without an error", n, damageMessages)
+				if n != kvtest.DamageMessages {
+					t.Fatalf("a damaged store opened and read %d of %d messages without an error", n, kvtest.DamageMessages)
 				}
 				return // the page was free: nothing was lost
 			}
