@@ -19,19 +19,10 @@ import (
 func TestDiskFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mnt := kvtest.MountTmpfs(t, 160<<20)
-	dsn := "badger://" + filepath.Join(mnt, "db") + "?memory=low&sync=always"
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = p.Close() }()
-	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 4}); err != nil {
-		t.Fatal(err)
-	}
 	// Another file takes all but 60 MiB; the store fills most of the rest.
-	filler := filepath.Join(mnt, "filler")
-	kvtest.FillFile(t, filler, kvtest.FreeBytes(t, mnt)-60<<20)
+	p, dsn, mnt, filler := kvtest.OpenOnTmpfs(ctx, t, 160<<20, func(mnt string) string {
+		return "badger://" + filepath.Join(mnt, "db") + "?memory=low&sync=always"
+	}, 60<<20)
 	acked, refusals, full := kvtest.AppendUntilFull(ctx, t, p, "a 160 MiB tmpfs")
 	t.Logf("%d appends acknowledged, %d refused, the last with: %v", acked, refusals, full)
 	// Closed, with the disk filled to the last byte, the store is refused at open
@@ -53,8 +44,10 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if p, err = persistence.Open(ctx, dsn); err != nil {
+	q, err := persistence.Open(ctx, dsn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	kvtest.AppendAfterFreed(ctx, t, p, dsn, acked)
+	t.Cleanup(func() { _ = q.Close() })
+	kvtest.AppendAfterFreed(ctx, t, q, dsn, acked)
 }

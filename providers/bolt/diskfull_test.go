@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttstore/mqttstore/persistence"
 	"github.com/mqttstore/mqttstore/persistence/kv/kvtest"
 )
 
@@ -17,18 +16,9 @@ import (
 func TestDiskFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mnt := kvtest.MountTmpfs(t, 32<<20)
-	dsn := "bolt://" + filepath.Join(mnt, "state.db") + "?sync=always"
-	p, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = p.Close() }()
-	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 4}); err != nil {
-		t.Fatal(err)
-	}
-	filler := filepath.Join(mnt, "filler")
-	kvtest.FillFile(t, filler, kvtest.FreeBytes(t, mnt)-8<<20)
+	p, dsn, mnt, filler := kvtest.OpenOnTmpfs(ctx, t, 32<<20, func(mnt string) string {
+		return "bolt://" + filepath.Join(mnt, "state.db") + "?sync=always"
+	}, 8<<20)
 	acked, _, full := kvtest.AppendUntilFull(ctx, t, p, "a 32 MiB tmpfs")
 	t.Logf("%d appends acknowledged, then: %v (free: %d bytes)", acked, full, kvtest.FreeBytes(t, mnt))
 	if err := os.Remove(filler); err != nil {

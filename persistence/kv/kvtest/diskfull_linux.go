@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
 )
@@ -40,6 +42,27 @@ func MountTmpfs(t *testing.T, size int64) string {
 		}
 	})
 	return dir
+}
+
+// OpenOnTmpfs mounts a tmpfs of size bytes (MountTmpfs), opens the store at
+// newURL(mnt) on it, creates session "s", and has the file mnt/filler take all but
+// keep bytes of the space left. The store is closed when the test ends (a test may
+// also close it itself).
+func OpenOnTmpfs(ctx context.Context, t *testing.T, size int64, newURL func(mnt string) string, keep int64) (p *persistence.Store, dsn, mnt, filler string) {
+	t.Helper()
+	mnt = MountTmpfs(t, size)
+	dsn = newURL(mnt)
+	p, err := persistence.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := p.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 4}); err != nil {
+		t.Fatal(err)
+	}
+	filler = filepath.Join(mnt, "filler")
+	FillFile(t, filler, FreeBytes(t, mnt)-keep)
+	return p, dsn, mnt, filler
 }
 
 // FillFile writes a file of n bytes (or until the file system is full).
