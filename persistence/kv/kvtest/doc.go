@@ -4,5 +4,6 @@
 // schema tests, and the raw-engine baseline of the benchmarks. Only the
 // engine-specific steps (opening the adapter alone, abandoning a store, flipping
 // bytes on disk) are the driver's. The crash test every driver runs is
-// conformance.RunCrash.
+// conformance.RunCrash. The file drivers (bolt, badger) also share the steps of
+// their disk-full, in-use, damage and file-mode tests from here.
 package kvtest
