@@ -59,30 +59,22 @@ func (c *conn) PacketStatsForEach(ctx context.Context, fn driver.PacketStatsLoad
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				var s sess
-				if err := rows.Scan(&s.h, &s.id); err != nil {
-					rows.Close()
-					return err
-				}
+			var s sess
+			if _, err := pgx.ForEachRow(rows, []any{&s.h, &s.id}, func() error {
 				page = append(page, s)
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return err
 			}
 			rows, err = br.Query()
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				var a agg
-				if err := rows.Scan(&a.h, &a.class, &a.n, &a.sum, &a.header); err != nil {
-					rows.Close()
-					return err
-				}
+			var a agg
+			if _, err := pgx.ForEachRow(rows, []any{&a.h, &a.class, &a.n, &a.sum, &a.header}, func() error {
 				aggs = append(aggs, a)
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return err
 			}
 			return br.Close()
