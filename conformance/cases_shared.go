@@ -137,6 +137,12 @@ func notSupportedCase(e *env) {
 		{"OwnedForEach", func() error {
 			return e.ss.OwnedForEach(e.ctx, "n", func(persistence.Ownership) error { return nil })
 		}},
+		{"Listen", func() error { return e.p.Listen(e.ctx, "c", nil, func(string) {}) }},
+		{"Apply of a batch with a notification", func() error {
+			var b persistence.Batch
+			_, err := e.ss.Apply(e.ctx, b.PacketAppend("s", persistence.ClassQoS0, pkt(1)).Notify("c", "p"))
+			return err
+		}},
 		{"Apply of a fenced batch", func() error {
 			var b persistence.Batch
 			_, err := e.ss.Apply(e.ctx, b.PacketAppend("s", persistence.ClassQoS0, pkt(1)).Fence(o))
@@ -150,7 +156,7 @@ func notSupportedCase(e *env) {
 }
 
 // sharedCases are the Shared cases, in the order they run.
-var sharedCases = slices.Concat(sharedLeaseCases, sharedTakeoverCases)
+var sharedCases = slices.Concat(sharedLeaseCases, sharedTakeoverCases, sharedNotifyCases)
 
 // sharedLeaseCases are the Shared cases of leases and claims.
 var sharedLeaseCases = []tcase{

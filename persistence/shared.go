@@ -247,6 +247,9 @@ func (b *Batch) Fence(o Ownership) *Batch {
 func (s *Store) fences(op string, ops []driver.Op) ([]driver.Op, error) {
 	n, inOrder := 0, true
 	for i := range ops {
+		if ops[i].Kind == driver.OpNotify && !s.Notifies() {
+			return nil, errNotShared(op + " of a batch with notifications")
+		}
 		if ops[i].Kind == driver.OpFence {
 			if n != i {
 				inOrder = false

@@ -22,6 +22,7 @@ const (
 	OpExpiryStore                              // Sessions.ExpiryStore
 	OpExpiryDelete                             // Sessions.ExpiryDelete
 	OpFence                                    // Batch.Fence: commit only while session ID is owned under Epoch (see Sharer)
+	OpNotify                                   // Batch.Notify: send Payload on Channel when the Apply commits (see Notifier)
 )
 
 // Op is one write, as drivers see it. Only the fields its Kind names are set. Its
@@ -39,6 +40,8 @@ type Op struct {
 	Expiry       SessionExpiry
 	Base         SessionBase
 	Epoch        uint64 // OpFence
+	Channel      string // OpNotify
+	Payload      string // OpNotify
 }
 
 // Validate checks the arguments of o that no store could accept and returns an error
@@ -80,6 +83,8 @@ func (o *Op) Validate() error {
 			return invalidArg("fence with epoch 0 (no claim has epoch 0)")
 		}
 		return nil
+	case OpNotify:
+		return ValidateNotification(o.Channel, o.Payload)
 	}
 	return invalidArg("unknown batch operation %d", uint8(o.Kind))
 }

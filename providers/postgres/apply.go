@@ -101,6 +101,9 @@ func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
 		case driver.OpFence: // shared stores: see owner.go
 			n = 1
 			stmts = append(stmts, fenceStmt(op.ID, op.Epoch))
+		case driver.OpNotify: // notify.go
+			n = 1
+			stmts = append(stmts, c.notifyStmt(op.Channel, op.Payload))
 		default:
 			return nil, fmt.Errorf("postgres: %w: unknown operation %d", driver.ErrInvalidArgument, op.Kind)
 		}

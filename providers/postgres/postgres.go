@@ -47,6 +47,7 @@ type conn struct {
 	writing   atomic.Int32
 	closing   atomic.Bool
 	closeOnce sync.Once
+	listen    listeners // notify.go
 }
 
 var _ driver.Conn = (*conn)(nil)
@@ -107,6 +108,7 @@ var errClosed = fmt.Errorf("postgres: %w", driver.ErrClosed)
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
+		c.listen.stop()
 		for _, cm := range c.committers {
 			cm.Close()
 		}
