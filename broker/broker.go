@@ -46,6 +46,19 @@ type Options struct {
 	// 3.1.1 return code 3). Other errors still fail New. Off by default: a
 	// damaged store then stops New with an error naming the session.
 	Quarantine bool
+	// Node names this broker among the brokers sharing its store. It applies
+	// only on a shared store (persistence.Store.Shared, e.g. PostgreSQL), which
+	// puts the broker in cluster mode (see Broker.Node); "" derives a name from
+	// the host name, the process id and a random suffix. Give each broker of a
+	// cluster its own stable name: a broker restarted under the same name takes
+	// back at once the sessions it held, instead of after LeaseTTL.
+	Node string
+	// LeaseTTL is, in cluster mode, how long the other brokers wait after this
+	// one last renewed its lease (every LeaseTTL/3) before they take over its
+	// sessions — publishing their wills and expiring them — when it died
+	// without leaving; 0 means DefaultLeaseTTL. Keep it well above the clock
+	// skew between the brokers' machines.
+	LeaseTTL time.Duration
 }
 
 // RestoreStats reports what New restored from the store.
@@ -130,6 +143,7 @@ type Broker struct {
 		storeOps, storeNanos                                             atomic.Int64 // fan-out commits and their total time
 	}
 	storeCtxs atomic.Pointer[sharedCtx]
+	cl        *cluster // cluster mode (cluster.go); nil on a store that is not shared
 }
 
 // New restores the broker's state from opts.Store — every session, subscription,
@@ -162,10 +176,19 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	b.outMem.limit = b.limits.MaxBufferedBytes
 	b.rate = newRateLimiter(b.limits.MaxConnectionRate)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	if err := b.restore(ctx); err != nil {
+	if err := b.startCluster(ctx); err != nil { // cluster.go
+		close(b.stopBG)
 		b.cancel()
+		b.bg.Wait()
+		return nil, fmt.Errorf("broker: joining the cluster: %w", err)
+	}
+	if err := b.restore(ctx); err != nil {
+		close(b.stopBG)
+		b.cancel()
+		b.bg.Wait()
 		return nil, fmt.Errorf("broker: restoring state: %w", err)
 	}
+	b.runCluster()
 	b.bg.Add(1)
 	go b.expiryLoop()
 	b.started = time.Now()
@@ -356,6 +379,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			c.shutdownClose()
 		}
 		close(b.stopBG)
+		leaveCtx, cancelLeave := context.WithTimeout(ctx, storeTimeout)
+		b.leaveCluster(leaveCtx) // cluster.go
+		cancelLeave()
 		done := make(chan struct{})
 		go func() {
 			b.wg.Wait()

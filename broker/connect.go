@@ -259,8 +259,15 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 func (b *Broker) attachLocked(c *conn, s *session, cleanStart bool, st persistence.SessionState) (bool, packet.ReasonCode) {
 	ctx, cancel := b.storeCtx()
 	defer cancel()
+	if b.cl != nil {
+		if rc := b.takeOver(ctx, s); rc != packet.Success { // cluster_claim.go
+			return false, rc
+		}
+	}
 	if cleanStart && s.stored {
-		if err := b.sess.Delete(ctx, s.id); err != nil {
+		var batch persistence.Batch
+		b.fence(s, &batch)
+		if _, err := b.sess.Apply(ctx, batch.Delete(s.id)); err != nil {
 			b.storageError("Sessions.Delete", s.id, err)
 			return false, packet.UnspecifiedError
 		}
@@ -275,8 +282,13 @@ func (b *Broker) attachLocked(c *conn, s *session, cleanStart bool, st persisten
 		b.recountQueue(s)
 	}
 	st.UserData = s.state.UserData
-	if s.stored || st.ExpiryInterval != 0 {
+	if s.stored || st.ExpiryInterval != 0 || b.cl != nil {
+		// In a cluster every session is stored, so that every node can route to it.
 		var batch persistence.Batch
+		b.fence(s, &batch)
+		if b.cl != nil {
+			batch.Notify(clusterChannel, note{K: "own", N: b.cl.node, ID: s.id, E: s.own.Epoch, C: true}.encode())
+		}
 		if !s.stored {
 			batch.Create(s.id, persistence.SessionBase{CreatedAt: b.now(), ProtocolVersion: c.version})
 		}
@@ -379,14 +391,10 @@ func (b *Broker) detach(c *conn) {
 		b.forget(s)
 		b.handOn(s, shared)
 		if publishNow {
-			b.publishWill(s.id, will)
+			b.publishWill(s.id, will, nil)
 		}
 		if stored {
-			ctx, cancel := b.storeCtx()
-			if err := b.sess.Delete(ctx, s.id); err != nil {
-				b.storageError("Sessions.Delete(disconnect)", s.id, err)
-			}
-			cancel()
+			b.deleteOwned(s, "disconnect") // cluster_claim.go
 		}
 		return
 	}
@@ -399,7 +407,7 @@ func (b *Broker) detach(c *conn) {
 	// between publishes it again rather than never.
 	if publishNow {
 		s.mu.Unlock()
-		b.publishWill(s.id, will)
+		b.publishWill(s.id, will, nil)
 		s.mu.Lock()
 		if s.conn != nil || s.gone { // resumed or removed meanwhile
 			s.mu.Unlock()
@@ -408,9 +416,13 @@ func (b *Broker) detach(c *conn) {
 	}
 	s.expiry = s.deadlinesAt(now, s.state.Will != nil)
 	var batch persistence.Batch
+	b.fence(s, &batch)
 	acked := s.takeAcked(&batch)
 	batch.StateStore(s.id, &s.state)
 	batch.ExpiryStore(s.id, s.expiry)
+	if b.cl != nil {
+		batch.Notify(clusterChannel, note{K: "off", N: b.cl.node, ID: s.id}.encode())
+	}
 	ctx, cancel := b.storeCtx()
 	_, err := b.sess.Apply(ctx, &batch)
 	cancel()
@@ -418,7 +430,10 @@ func (b *Broker) detach(c *conn) {
 		s.returnAcked(acked)
 	}
 	s.mu.Unlock()
-	if err != nil {
+	switch {
+	case errors.Is(err, persistence.ErrFenced):
+		b.lostSession(s, "disconnect", err)
+	case err != nil:
 		b.storageError("Sessions.Apply(disconnect)", s.id, err)
 	}
 	b.kickExpiry()

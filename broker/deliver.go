@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+
 	"github.com/mqttstore/mqttstore/broker/packet"
 	"github.com/mqttstore/mqttstore/persistence"
 )
@@ -34,7 +36,7 @@ func (b *Broker) flushAcked(c *conn) {
 		return
 	}
 	ctx, cancel := b.storeCtx()
-	_, err := b.sess.Apply(ctx, &batch)
+	_, err := b.applyOwned(ctx, s, &batch, "acknowledgements")
 	cancel()
 	if err != nil {
 		s.mu.Lock()
@@ -93,7 +95,8 @@ func (c *conn) handlePubrec(p *packet.Pubrec) bool {
 		s.mu.Unlock()
 		if stored {
 			ctx, cancel := b.storeCtx()
-			err := b.sess.PacketUpdate(ctx, s.id, persistence.ClassUnAck, upd)
+			var batch persistence.Batch
+			_, err := b.applyOwned(ctx, s, batch.PacketUpdate(s.id, persistence.ClassUnAck, upd), "PacketUpdate(UnAck)")
 			cancel()
 			if err != nil {
 				b.storageError("PacketUpdate(UnAck)", s.id, err)
@@ -254,8 +257,10 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	}
 	now := b.now()
 	var batch persistence.Batch
+	b.fence(s, &batch)
 	acked := s.takeAcked(&batch)
 	var moved []*flight
+	var qos0 []*persistence.PersistedPacket // queued for a connected client by another node: sent, not put in flight
 	var size int64
 	// Every delete, then every append: one run of each, which a driver can write
 	// as one statement each (the whole move is one commit).
@@ -266,6 +271,10 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		size += int64(len(p.Data))
 		if p.Expired(now) {
 			b.stats.dropped.Add(1)
+			continue
+		}
+		if p.QoS == 0 {
+			qos0 = append(qos0, p)
 			continue
 		}
 		pid := s.allocPID()
@@ -286,6 +295,10 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		}
 		s.returnAcked(acked)
 		s.mu.Unlock()
+		if b.cl != nil && errors.Is(err, persistence.ErrFenced) {
+			b.lostSession(s, "move in flight", err)
+			return false
+		}
 		b.storageError("Sessions.Apply(move in flight)", s.id, err)
 		c.close(dispLost, packet.UnspecifiedError)
 		return false
@@ -299,6 +312,9 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		f.seq, f.reserved = seqs[i], false
 	}
 	s.mu.Unlock()
+	for _, p := range qos0 {
+		b.sendMsg(c, wireFromStored(p), 0, false, true)
+	}
 	for _, f := range moved {
 		b.sendFlight(c, f, false)
 	}

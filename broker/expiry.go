@@ -98,6 +98,9 @@ func (b *Broker) expireOne(id string, e persistence.SessionExpiry, now time.Time
 	s := b.sessions[id]
 	b.mu.RUnlock()
 	expDue := !e.ExpireAt.IsZero() && !now.Before(e.ExpireAt)
+	if b.cl != nil {
+		return b.expireClustered(id, s, expDue, e, now) // cluster_expiry.go
+	}
 	if s == nil {
 		// Not known in memory (written by another process?): only removal applies.
 		if expDue && !b.isQuarantined(id) { // a damaged session waits for an operator
@@ -117,7 +120,7 @@ func (b *Broker) expireOne(id string, e persistence.SessionExpiry, now time.Time
 	if willDue {
 		will := s.state.Will
 		s.mu.Unlock()
-		ok := b.publishWill(id, will)
+		ok := b.publishWill(id, will, nil)
 		s.mu.Lock()
 		if s.conn != nil || s.gone {
 			s.mu.Unlock()

@@ -31,6 +31,7 @@ const (
 	planSend     planKind = iota + 1 // QoS 0 to an online client
 	planInflight                     // put in flight directly (ClassUnAck for stored sessions)
 	planQueue                        // queued (ClassQoS12 for stored sessions, memory otherwise)
+	planRemote                       // queued for a session another node owns (cluster mode)
 )
 
 type plan struct {
@@ -41,6 +42,7 @@ type plan struct {
 	share  *shareGroup
 	size   int      // what a queued message counts against the queue
 	append bool     // has an append in the batch
+	fenced bool     // the batch carries the session's fence (cluster mode)
 	acked  []uint64 // the session's pending acknowledgement deletes, carried by the batch
 }
 
@@ -98,6 +100,44 @@ func (v *variants) build(qos byte, retain bool, ids []uint32) *wireMsg {
 // incoming mark go into ONE batch, committed before anything is sent and before
 // the publisher is acknowledged. msg is not changed and must not be afterwards.
 func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
+	rc, fenced := b.fanOutOnce(msg, expireAt, targets, mark)
+	if fenced == nil {
+		return rc
+	}
+	// Cluster mode: a session this node served was taken by another node since
+	// it planned; those it lost are dropped (lostTo), then the rest is tried again,
+	// the lost sessions now getting the message in their stored queue.
+	ctx, cancel := b.storeCtx()
+	defer cancel()
+	for _, s := range fenced {
+		s.mu.Lock()
+		own := s.own
+		s.mu.Unlock()
+		if own.Epoch == 0 {
+			continue
+		}
+		cur, err := b.sess.Owner(ctx, s.id)
+		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+			b.storageError("Sessions.Owner", s.id, err)
+			return packet.UnspecifiedError
+		}
+		if cur.Epoch != own.Epoch {
+			b.lostSession(s, "publish", persistence.ErrFenced)
+			if mark != nil && mark.s == s {
+				return packet.UnspecifiedError // the publisher's own session moved
+			}
+		}
+	}
+	rc, fenced = b.fanOutOnce(msg, expireAt, targets, mark)
+	if fenced != nil {
+		return packet.UnspecifiedError
+	}
+	return rc
+}
+
+// fanOutOnce is one attempt of fanOut; on persistence.ErrFenced it returns the
+// sessions whose fences the batch carried.
+func (b *Broker) fanOutOnce(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) (packet.ReasonCode, []*session) {
 	// The sessions' pending acknowledgement deletes go first and every append
 	// after them, so that a driver sees one run of each (one statement each on
 	// PostgreSQL, whatever the number of sessions).
@@ -112,22 +152,40 @@ func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []targe
 		if err != nil {
 			b.log.Error("broker: cannot encode message", "topic", msg.Topic, "err", err)
 			b.undoPlans(plans)
-			return packet.ImplementationSpecific
+			return packet.ImplementationSpecific, nil
 		}
 		if ok {
 			plans = append(plans, p)
 		}
 	}
+	var fenced []*session
+	var remote []string
+	for _, p := range plans {
+		switch {
+		case p.kind == planRemote:
+			remote = append(remote, p.s.id)
+		case p.fenced:
+			fenced = append(fenced, p.s)
+		}
+	}
 	if mark != nil {
 		mark.s.mu.Lock()
-		if mark.s.stored {
+		if mark.s.stored && mark.pid != 0 {
 			appends.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
 				PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(msg, mark.pid),
 			})
 		}
+		if b.cl != nil && mark.s.own.Epoch != 0 {
+			batch.Fence(mark.s.own)
+			fenced = append(fenced, mark.s)
+		}
 		mark.s.mu.Unlock()
+		if mark.after != nil {
+			appends.Concat(mark.after)
+		}
 	}
 	batch.Concat(&appends)
+	wakeNotes(&batch, remote) // cluster.go
 	var seqs []uint64
 	if batch.Len() > 0 {
 		ctx, cancel := b.storeCtx()
@@ -137,9 +195,12 @@ func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []targe
 		b.observeStore(time.Since(began))
 		cancel()
 		if err != nil {
-			b.storageError("Sessions.Apply(publish)", msg.Topic, err)
 			b.undoPlans(plans)
-			return packet.UnspecifiedError
+			if errors.Is(err, persistence.ErrFenced) && len(fenced) > 0 {
+				return packet.UnspecifiedError, fenced
+			}
+			b.storageError("Sessions.Apply(publish)", msg.Topic, err)
+			return packet.UnspecifiedError, nil
 		}
 	}
 	i := 0
@@ -156,11 +217,13 @@ func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []targe
 		if i < len(seqs) {
 			seq = seqs[i]
 		}
-		mark.s.mu.Lock()
-		mark.s.incoming[mark.pid] = seq
-		mark.s.mu.Unlock()
+		if mark.pid != 0 {
+			mark.s.mu.Lock()
+			mark.s.incoming[mark.pid] = seq
+			mark.s.mu.Unlock()
+		}
 	}
-	return packet.Success
+	return packet.Success, nil
 }
 
 // mustEncode encodes the incoming QoS 2 record; msg was decoded from the wire, so
@@ -183,6 +246,20 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 	defer s.mu.Unlock()
 	if s.gone {
 		return plan{}, false, nil
+	}
+	if !b.owned(s) {
+		// Another node's (or nobody's yet): queued in the store, where its
+		// owner's pump finds it (woken by the batch's notification). QoS 0 goes
+		// only to a session connected somewhere.
+		if m.qos == 0 && !s.online {
+			return plan{}, false, nil
+		}
+		pp, err := m.stored(0)
+		if err != nil {
+			return plan{}, false, err
+		}
+		appends.PacketAppend(s.id, persistence.ClassQoS12, pp)
+		return plan{kind: planRemote, s: s, m: m, append: true}, true, nil
 	}
 	online := s.conn != nil && s.ready
 	if m.qos == 0 {
@@ -207,6 +284,10 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 				p.acked = s.takeAcked(dels)
 				appends.PacketAppend(s.id, persistence.ClassUnAck, pp)
 				p.append = true
+				if b.cl != nil {
+					b.fence(s, dels)
+					p.fenced = true
+				}
 			}
 			return p, true, nil
 		}
@@ -289,6 +370,9 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 		if c != nil {
 			b.sendFlight(c, p.f, false)
 		}
+		return
+	case planRemote:
+		s.mu.Unlock()
 		return
 	case planQueue:
 		s.pendingQ--

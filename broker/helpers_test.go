@@ -97,6 +97,9 @@ func testLogger(t testing.TB) *slog.Logger {
 // newEnv opens a fresh store of kind k and starts a broker on it.
 func newEnv(t testing.TB, k storeKind, opts broker.Options) *env {
 	t.Helper()
+	if opts.Node == "" {
+		opts.Node = "node-1" // a stable name, as a restarted cluster node keeps (postgres runs in cluster mode)
+	}
 	e := &env{t: t, kind: k, url: k.url(t), opts: opts}
 	e.open()
 	t.Cleanup(func() {

@@ -142,7 +142,8 @@ func (c *conn) handlePubrel(p *packet.Pubrel) bool {
 	s.mu.Unlock()
 	if ok && stored {
 		ctx, cancel := c.b.storeCtx()
-		err := c.b.sess.PacketDelete(ctx, s.id, persistence.ClassIncoming, seq)
+		var batch persistence.Batch
+		_, err := c.b.applyOwned(ctx, s, batch.PacketDelete(s.id, persistence.ClassIncoming, seq), "PacketDelete(Incoming)")
 		cancel()
 		if err != nil {
 			c.b.storageError("PacketDelete(Incoming)", s.id, err)
@@ -164,7 +165,10 @@ func (c *conn) handlePubrel(p *packet.Pubrel) bool {
 // publisher's session, in the same commit as the fan-out.
 type incomingMark struct {
 	s   *session
-	pid uint16
+	pid uint16 // 0: no QoS 2 mark, only after
+	// after, when set, holds writes for s committed in the fan-out's own batch
+	// (a will's removal with its publication: cluster mode's exactly-once wills).
+	after *persistence.Batch
 }
 
 // storedPublish encodes pub the way the broker stores messages: as an MQTT 5.0

@@ -132,6 +132,10 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 		return err
 	}
 
+	owners, err := b.clusterOwners(ctx, w) // cluster_restore.go
+	if err != nil {
+		return err
+	}
 	w.enter("loading sessions (Sessions.LoadForEach)")
 	var disconnected []*session
 	// quarantining and quarantineSkipped (quarantine.go) set damaged sessions
@@ -151,6 +155,14 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 		}
 		if ls.Expiry != nil {
 			s.expiry = *ls.Expiry
+		}
+		if b.routingOnly(s, owners) { // cluster_restore.go
+			b.sessions[s.id] = s
+			st.Sessions++
+			st.Subscriptions += len(s.subs)
+			w.sessions.Add(1)
+			w.ticks.Add(1)
+			return nil
 		}
 		ps := b.statsFor(stats, ls.ID) // quarantine.go
 		if err := b.restorePackets(ctx, s, ps); err != nil {
@@ -190,6 +202,10 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 	st.Retained = int(n)
 	w.enter("firing due wills and expiries (Sessions.ExpiredForEach)")
 	st.WillsFired, st.SessionsExpired = b.runExpiry(ctx)
+	if b.cl != nil {
+		w.enter("adopting the sessions of nodes that are gone (Sessions.Claim)")
+		b.claimOrphans(ctx)
+	}
 	if err := context.Cause(ctx); err != nil && errors.Is(err, errRestoreStalled) {
 		return err
 	}
@@ -204,7 +220,8 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 // reading each class only when ps says it has packets, and sets its queue count
 // and size from ps (or, under Options.Quarantine, from reading the queue).
 func (b *Broker) restorePackets(ctx context.Context, s *session, ps *persistence.PacketStats) error {
-	if ps.Class(persistence.ClassUnAck).Count > 0 {
+	has := func(c persistence.PacketClass) bool { return ps == nil || ps.Class(c).Count > 0 }
+	if has(persistence.ClassUnAck) {
 		var stale []uint64
 		err := b.sess.PacketsForEach(ctx, s.id, persistence.ClassUnAck, func(p *persistence.PersistedPacket) (bool, error) {
 			if p.PacketID == 0 || len(p.Data) == 0 {
@@ -230,6 +247,7 @@ func (b *Broker) restorePackets(ctx context.Context, s *session, ps *persistence
 		}
 		if len(stale) > 0 {
 			var batch persistence.Batch
+			b.fence(s, &batch)
 			for _, seq := range stale {
 				batch.PacketDelete(s.id, persistence.ClassUnAck, seq)
 			}
@@ -238,7 +256,7 @@ func (b *Broker) restorePackets(ctx context.Context, s *session, ps *persistence
 			}
 		}
 	}
-	if ps.Class(persistence.ClassIncoming).Count > 0 {
+	if has(persistence.ClassIncoming) {
 		err := b.sess.PacketsForEach(ctx, s.id, persistence.ClassIncoming, func(p *persistence.PersistedPacket) (bool, error) {
 			s.incoming[p.PacketID] = p.Seq
 			return false, nil
@@ -246,6 +264,14 @@ func (b *Broker) restorePackets(ctx context.Context, s *session, ps *persistence
 		if err != nil {
 			return fmt.Errorf("incoming QoS 2 state of %q: %w", s.id, err)
 		}
+	}
+	if !b.opts.Quarantine && ps == nil {
+		n, err := b.sess.PacketCount(ctx, s.id, persistence.ClassQoS12)
+		if err != nil {
+			return fmt.Errorf("queue of %q: %w", s.id, err)
+		}
+		s.queued, s.queuedBytes = int(n), 0
+		return nil
 	}
 	if !b.opts.Quarantine {
 		q := ps.Class(persistence.ClassQoS12)
@@ -274,6 +300,7 @@ func (b *Broker) recordDisconnects(ctx context.Context, ss []*session, w *restor
 		ss = ss[len(chunk):]
 		var batch persistence.Batch
 		for _, s := range chunk {
+			b.fence(s, &batch)
 			batch.StateStore(s.id, &s.state)
 			batch.ExpiryStore(s.id, s.expiry)
 		}

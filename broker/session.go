@@ -51,6 +51,14 @@ type session struct {
 	acked []uint64
 
 	incoming map[uint16]uint64 // inbound QoS 2 awaiting PUBREL: packet id → seq in ClassIncoming
+
+	// Cluster mode (cluster.go): own is this node's claim of the session (zero:
+	// another node's, or nobody's, and only its subscriptions are kept here, for
+	// routing); owner is the node that owns it and online whether its client is
+	// connected there, as far as this node knows.
+	own    persistence.Ownership
+	owner  string
+	online bool
 	fullLog  bool              // a queue-full drop was logged since the queue last had room
 }
 

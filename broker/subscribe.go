@@ -192,9 +192,21 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) bool {
 	stored := s.stored
 	s.mu.Unlock()
 	if stored && len(granted) > 0 {
+		var batch persistence.Batch
+		for _, sub := range granted {
+			batch.SubscriptionStore(s.id, sub)
+		}
+		s.mu.Lock()
+		routed := b.announceSubs(s, &batch) // cluster.go: the other nodes route them before the SUBACK
+		s.mu.Unlock()
 		ctx, cancel := b.storeCtx()
-		err := b.sess.SubscriptionsStore(ctx, s.id, granted...)
+		_, err := b.applyOwned(ctx, s, &batch, "SubscriptionsStore")
 		cancel()
+		if err == nil {
+			b.awaitRouted(routed)
+		} else {
+			b.cancelWait(routed)
+		}
 		if err != nil {
 			b.storageError("SubscriptionsStore", s.id, err)
 			b.withdraw(s, granted, existed, prev)
@@ -282,8 +294,16 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) bool {
 	}
 	s.mu.Unlock()
 	if stored {
+		var batch persistence.Batch
+		for _, f := range filters {
+			batch.SubscriptionDelete(s.id, f)
+		}
+		s.mu.Lock()
+		routed := b.announceSubs(s, &batch)
+		s.mu.Unlock()
+		b.cancelWait(routed) // nobody waits for a subscription to stop
 		ctx, cancel := b.storeCtx()
-		err := b.sess.SubscriptionsDelete(ctx, s.id, filters...)
+		_, err := b.applyOwned(ctx, s, &batch, "SubscriptionsDelete")
 		cancel()
 		if err != nil {
 			b.storageError("SubscriptionsDelete", s.id, err)
