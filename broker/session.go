@@ -56,10 +56,10 @@ type session struct {
 	// another node's, or nobody's, and only its subscriptions are kept here, for
 	// routing); owner is the node that owns it and online whether its client is
 	// connected there, as far as this node knows.
-	own    persistence.Ownership
-	owner  string
-	online bool
-	fullLog  bool              // a queue-full drop was logged since the queue last had room
+	own     persistence.Ownership
+	owner   string
+	online  bool
+	fullLog bool // a queue-full drop was logged since the queue last had room
 }
 
 // flight is one outbound packet awaiting acknowledgement.
