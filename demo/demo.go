@@ -78,6 +78,8 @@ type config struct {
 	MaxConnRate       int
 	IdleTimeout       time.Duration
 	Quarantine        bool
+	Node              string        // cluster mode: this broker's node name
+	Lease             time.Duration // cluster mode: the lease after which a silent node's sessions are taken over
 	CPUProfile        string
 	ShutdownTimeout   time.Duration
 	SelfCheck         bool
@@ -200,6 +202,8 @@ Flags:
 	fs.IntVar(&cfg.MaxConnRate, "max-connection-rate", broker.DefaultMaxConnectionRate, "new connections served per second (burst as many); more wait their turn, and are closed when it is over 2s away (negative: no limit)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "how long a client with keep-alive 0 may go without sending a whole packet (negative: forever)")
 	fs.BoolVar(&cfg.Quarantine, "quarantine", false, "start even if sessions in the store are damaged: set them aside (logged, counted, their clients refused) instead of refusing to start")
+	fs.StringVar(&cfg.Node, "node", "", "cluster mode (a shared store such as postgres): this broker's node `name`, unique in the cluster and the same across its restarts (default: host name and -listen port)")
+	fs.DurationVar(&cfg.Lease, "lease", broker.DefaultLeaseTTL, "cluster mode: how long after a node stops renewing its lease the other nodes take over its sessions (wills, expiry)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a clean shutdown may take")
 	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
@@ -250,6 +254,9 @@ func (cfg *config) check() error {
 		return usagef("-tls-cert and -tls-key go together")
 	case cfg.Access.MaxKeepAlive > 65535:
 		return usagef("-max-keepalive %d: at most 65535 seconds", cfg.Access.MaxKeepAlive)
+	}
+	if cfg.Lease < 0 || (cfg.Lease > 0 && cfg.Lease < 3*time.Millisecond) {
+		return usagef("-lease %v: must be at least 3ms", cfg.Lease)
 	}
 	if cfg.Access.WSListen != "" {
 		if _, _, err := net.SplitHostPort(cfg.Access.WSListen); err != nil {
@@ -337,12 +344,31 @@ func openStore(ctx context.Context, cfg config, obs persistence.Observer) (*pers
 	return s, nil
 }
 
+// nodeName is -node, or else the host name and -listen's port: stable across
+// restarts, distinct for brokers of one host. Empty (the broker derives one) when
+// -listen picks a free port.
+func (cfg config) nodeName() string {
+	if cfg.Node != "" {
+		return cfg.Node
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return host + ":" + port
+}
+
 // startBroker creates a broker on store, which restores its state and logs what it
 // restored. opts carries the access settings ([accessConfig.apply]); the rest comes
 // from cfg.
 func startBroker(ctx context.Context, cfg config, store *persistence.Store, opts broker.Options) (*broker.Broker, error) {
 	opts.Store, opts.Logger, opts.TLSConfig = store, cfg.logger(), cfg.tls
 	opts.Quarantine = cfg.Quarantine
+	opts.Node, opts.LeaseTTL = cfg.nodeName(), cfg.Lease
 	lim := cfg.limits()
 	lim.MaxKeepAlive = opts.Limits.MaxKeepAlive
 	opts.Limits = lim
