@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
+	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
 // Repair: Store.BrokenForEach, BrokenDelete and Rebuild, the operations behind an
-// operator's repair. On an intact store they find nothing and change nothing; with
+// operator's repair (driver.RepairConn; a driver without it must answer every one
+// with ErrNotSupported). On an intact store they find nothing and change nothing; with
 // records broken through Harness.Corrupt, BrokenForEach reports exactly those with
 // their bytes, BrokenDelete removes each one alone (only while it holds those
 // bytes), and afterwards the store reads without error and consistently.
@@ -23,9 +25,25 @@ func runRepair(t *testing.T, h Harness) {
 			if c.corrupts && h.Corrupt == nil {
 				t.Skip("not applicable: the harness declares no Corrupt (a driver that keeps no encoded bytes)")
 			}
-			runCase(t, h, c.run)
+			runCase(t, h, func(e *env) {
+				if _, ok := e.p.Driver().(driver.RepairConn); !ok {
+					notSupported(e)
+					return
+				}
+				c.run(e)
+			})
 		})
 	}
+}
+
+// notSupported checks that a driver without the repair capability
+// (driver.RepairConn) says so from every repair call.
+func notSupported(e *env) {
+	e.is(e.p.BrokenForEach(e.ctx, func(*persistence.BrokenRecord) error { return nil }), persistence.ErrNotSupported, "BrokenForEach without driver.RepairConn")
+	r := &persistence.BrokenRecord{Kind: persistence.RecordState, ID: "s", Key: []byte("k"), Raw: []byte("v")}
+	e.is(e.p.BrokenDelete(e.ctx, r), persistence.ErrNotSupported, "BrokenDelete without driver.RepairConn")
+	_, err := e.p.Rebuild(e.ctx)
+	e.is(err, persistence.ErrNotSupported, "Rebuild without driver.RepairConn")
 }
 
 // repairFixture is what fillRepair stores.
