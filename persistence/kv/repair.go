@@ -85,6 +85,12 @@ func (s *Store) BrokenForEach(_ context.Context, fn func(r *driver.BrokenRecord)
 	broken := func(kind driver.RecordKind, id string, k, v []byte, err error) *driver.BrokenRecord {
 		r := &driver.BrokenRecord{Kind: kind, ID: id, Key: bytes.Clone(k), Raw: bytes.Clone(v),
 			Err: fmt.Errorf("%s: %s of session %q: %w", s.name, kind, id, err)}
+		switch kind { // as the iterations word it
+		case driver.RecordSession:
+			r.Err = fmt.Errorf("%s: session %q: %w", s.name, id, err)
+		case driver.RecordExpiryIndex:
+			r.Err = fmt.Errorf("%s: expiry index entry of session %q: %w", s.name, id, err)
+		}
 		found = append(found, r)
 		return r
 	}
@@ -121,7 +127,9 @@ func (s *Store) BrokenForEach(_ context.Context, fn func(r *driver.BrokenRecord)
 				_, err = driver.DecodeSubscription(v)
 			}
 			if err != nil {
-				broken(driver.RecordSubscription, id, k, v, err).Name = string(filter)
+				r := broken(driver.RecordSubscription, id, k, v, err)
+				r.Name = string(filter)
+				r.Err = fmt.Errorf("%s: subscription %q of session %q: %w", s.name, filter, id, err)
 			}
 			return nil
 		}},

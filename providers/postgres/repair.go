@@ -83,7 +83,7 @@ func (c *conn) BrokenForEach(ctx context.Context, fn func(r *driver.BrokenRecord
 				return nil, err
 			}
 			if _, err := driver.DecodeSessionBase(base); err != nil {
-				report(driver.RecordSession, id, h, base, err)
+				report(driver.RecordSession, id, h, base, err).Err = fmt.Errorf("postgres: session %s: %w", show(string(id)), err)
 			}
 			if _, err := driver.DecodeState(state); state != nil && err != nil {
 				report(driver.RecordState, id, h, state, err)
