@@ -35,6 +35,14 @@ type Harness struct {
 	// declares that it cannot: the SharedStore cases check that every shared-store
 	// call returns persistence.ErrNotSupported.
 	Shared func(t testing.TB, p *persistence.Store, opts ...persistence.OpenOption) *persistence.Store
+	// Corrupt, when not nil, overwrites in place the stored bytes of the record of
+	// p (open) that r names (r.Kind and r.ID; r.Class and r.Seq of a packet; r.Name,
+	// the filter or topic, of a subscription or retained message) with bytes that no
+	// longer decode, as a bad disk sector would; it calls t.Fatal when there is no
+	// such record. The Repair cases that need broken records use it; nil reports
+	// them as not applicable (only a driver that keeps no encoded bytes, as mem, may
+	// leave it nil).
+	Corrupt func(t testing.TB, p *persistence.Store, r persistence.BrokenRecord)
 	// Caps declares physical limits of the driver.
 	Caps Capabilities
 	// CaseTimeout bounds every case; 0 means 30 seconds. A driver that hangs fails

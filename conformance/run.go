@@ -51,6 +51,7 @@ var areas = []area{
 	{"Paging", runPaging},
 	{"Iterators", runIterators},
 	{"Schema", runSchema},
+	{"Repair", runRepair},
 	{"Model", runModel},
 	{"Durability", runDurability},
 	{"SharedStore", runShared},

@@ -312,11 +312,22 @@ func printSession(w io.Writer, v *tool.SessionView) {
 }
 
 func checkCmd(stdout io.Writer, opts optsFunc) *cobra.Command {
-	var asJSON bool
+	var asJSON, repair bool
+	var aside string
 	c := &cobra.Command{
 		Use:   "check URL",
 		Short: "Read and decode every record, compare counters and the expiry index; exit 1 if not clean",
-		Args:  cobra.ExactArgs(1),
+		Long: `check reads and decodes every record of the store and compares its counters and its
+expiry index with the records. Exit status 0: clean; 1: problems (listed).
+
+With --repair it then moves every record that does not decode into a new aside file
+(JSON lines, see ARCHIVE.md; --aside DIR, by default beside a bolt or badger store,
+else the working directory), removes those records from the store only once that
+file is on disk, recomputes the derived data (counters, indexes) and checks again:
+the exit status is that of the second check. Nothing readable is removed, except the
+readable records of a session whose own record is broken, which go to the aside
+file too. Stop the broker first.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := opts(cmd)
 			if err != nil {
@@ -324,6 +335,12 @@ func checkCmd(stdout io.Writer, opts optsFunc) *cobra.Command {
 			}
 			if asJSON {
 				o.Progress = tool.ProgressNone
+			}
+			if cmd.Flags().Changed("aside") && !repair {
+				return fmt.Errorf("%w: --aside is only for --repair", persistence.ErrInvalidArgument)
+			}
+			if repair {
+				return runRepair(cmd, stdout, args[0], aside, asJSON, o)
 			}
 			rep, err := tool.Check(cmd.Context(), args[0], o)
 			if err != nil {
@@ -334,15 +351,7 @@ func checkCmd(stdout io.Writer, opts optsFunc) *cobra.Command {
 					return err
 				}
 			} else {
-				fmt.Fprintf(stdout, "read %d sessions, %d packets, %d retained messages\n", rep.Sessions, rep.Packets, rep.Retained)
-				for _, p := range rep.Problems {
-					fmt.Fprintf(stdout, "%s: %s: %s\n", p.Kind, p.Where, p.Detail)
-				}
-				if rep.Clean() {
-					fmt.Fprintln(stdout, "clean")
-				} else {
-					fmt.Fprintf(stdout, "%d problems\n", len(rep.Problems))
-				}
+				printCheck(stdout, rep)
 			}
 			if !rep.Clean() {
 				return errProblems
@@ -351,7 +360,53 @@ func checkCmd(stdout io.Writer, opts optsFunc) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&repair, "repair", false, "move undecodable records to an aside file, remove them, recompute counters and indexes, check again")
+	c.Flags().StringVar(&aside, "aside", "", "directory for the aside file of --repair (default: beside a bolt/badger store, else the working directory)")
 	return c
+}
+
+func printCheck(w io.Writer, rep *tool.CheckReport) {
+	fmt.Fprintf(w, "read %d sessions, %d packets, %d retained messages\n", rep.Sessions, rep.Packets, rep.Retained)
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "%s: %s: %s\n", p.Kind, p.Where, p.Detail)
+	}
+	if rep.Clean() {
+		fmt.Fprintln(w, "clean")
+	} else {
+		fmt.Fprintf(w, "%d problems\n", len(rep.Problems))
+	}
+}
+
+func runRepair(cmd *cobra.Command, stdout io.Writer, url, aside string, asJSON bool, o tool.Options) error {
+	rep, err := tool.Repair(cmd.Context(), url, aside, o)
+	if err != nil {
+		if rep != nil && rep.Aside != "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "mqttstore: the records moved so far are in %s\n", rep.Aside)
+		}
+		return err
+	}
+	if asJSON {
+		if err := printJSON(stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stdout, "before repair:")
+		printCheck(stdout, rep.Before)
+		if rep.Aside != "" {
+			fmt.Fprintf(stdout, "removed %d broken records; %d records saved to %s\n", rep.Removed, rep.Saved, rep.Aside)
+		} else {
+			fmt.Fprintln(stdout, "no broken records")
+		}
+		for _, f := range rep.Fixes {
+			fmt.Fprintf(stdout, "fixed: %s: %s\n", f.Where, f.Detail)
+		}
+		fmt.Fprintln(stdout, "after repair:")
+		printCheck(stdout, rep.After)
+	}
+	if !rep.After.Clean() {
+		return errProblems
+	}
+	return nil
 }
 
 func compactCmd(stdout io.Writer) *cobra.Command {

@@ -4,6 +4,7 @@
 //
 //	mqttstore inspect bolt:///var/lib/mqtt/state.db
 //	mqttstore check badger:///var/lib/mqtt/state
+//	mqttstore check --repair bolt:///var/lib/mqtt/state.db
 //	mqttstore export bolt:///var/lib/mqtt/state.db backup.mqs
 //	mqttstore import backup.mqs postgres://mqtt@127.0.0.1/mqtt
 //	mqttstore migrate bolt:///var/lib/mqtt/state.db postgres://mqtt@127.0.0.1/mqtt

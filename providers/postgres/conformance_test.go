@@ -61,6 +61,7 @@ func harness(options string) conformance.Harness {
 			return openDSN(t, dsnOf(t, p), opts...)
 		},
 		PlantSchema: plantSchema(options),
+		Corrupt:     corrupt,
 		PageSize:    256, // the driver's page (sessions.go)
 		CaseTimeout: time.Minute,
 	}

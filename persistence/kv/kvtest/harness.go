@@ -56,6 +56,7 @@ func Harness(newURL func(dir string) string, crash func(*persistence.Store) erro
 			}
 			return open(t, dsn, opts...)
 		},
+		Corrupt: Corrupt,
 	}
 }
 
