@@ -75,27 +75,15 @@ fi
 [ "${TABLES_ONLY:-0}" = 1 ] || (cd bench/mochistore && go build -o "$BIN/mochistore" .)
 
 # ---- PostgreSQL ------------------------------------------------------------------------
-PG_BASE=""
-PG_CONTAINER=""
+# shellcheck source=bench/pg.sh
+. bench/pg.sh
 cleanup() {
   [ -n "${BROKER_PID:-}" ] && kill -KILL "$BROKER_PID" 2>/dev/null || true
-  [ -n "$PG_CONTAINER" ] && docker rm -f "$PG_CONTAINER" >/dev/null 2>&1 || true
+  pg_stop
 }
 trap cleanup EXIT
 case " $BROKERS " in *" postgres "*)
-  if [ -n "${MQTTSTORE_POSTGRES_DSN:-}" ]; then
-    PG_BASE=$MQTTSTORE_POSTGRES_DSN
-  elif command -v docker >/dev/null && docker image inspect "${MQTTSTORE_POSTGRES_IMAGE:-mqttstore/postgres:15-local}" >/dev/null 2>&1; then
-    img=${MQTTSTORE_POSTGRES_IMAGE:-mqttstore/postgres:15-local}
-    log "starting PostgreSQL ($img) on 127.0.0.1:$PORT_PG"
-    PG_CONTAINER=$(docker run -d --rm -p "127.0.0.1:$PORT_PG:5432" -e POSTGRES_PASSWORD=bench -e POSTGRES_USER=bench -e POSTGRES_DB=bench "$img")
-    for _ in $(seq 1 120); do
-      docker exec "$PG_CONTAINER" pg_isready -h 127.0.0.1 -U bench -d bench >/dev/null 2>&1 && break
-      sleep 0.5
-    done
-    docker exec "$PG_CONTAINER" pg_isready -h 127.0.0.1 -U bench -d bench >/dev/null
-    PG_BASE="postgres://bench:bench@127.0.0.1:$PORT_PG/bench?sslmode=disable"
-  else
+  if ! pg_start "$PORT_PG"; then
     log "NOTE: no MQTTSTORE_POSTGRES_DSN and no image ${MQTTSTORE_POSTGRES_IMAGE:-mqttstore/postgres:15-local}: skipping postgres"
     BROKERS=$(echo " $BROKERS " | sed 's/ postgres / /')
   fi
@@ -138,8 +126,7 @@ start() {
         badger-none) url="badger://$dir/badger?sync=none" ;;
         postgres)
           [ -f "$dir/schema" ] || echo "bench_$(date +%s%N)" >"$dir/schema"
-          url="$PG_BASE&schema=$(cat "$dir/schema")"
-          case $PG_BASE in *\?*) ;; *) url="$PG_BASE?schema=$(cat "$dir/schema")" ;; esac
+          url=$(pg_url "$(cat "$dir/schema")")
           ;;
       esac
       "$BIN/demo" -listen "$ADDR" -store "$url" -log-level warn \
@@ -225,7 +212,8 @@ s2() {
 }
 
 s3() {
-  local b=$1 dir=$WORK/data/$b/s3
+  local b=$1
+  local dir=$WORK/data/$b/s3
   start "$b" "$dir"
   local s p
   s=$(load -phase sessions -subs "$S3_SESSIONS" -parallel 100 -prefix s3 -timeout 10m)
@@ -247,7 +235,8 @@ s3() {
 }
 
 s4() {
-  local b=$1 dir=$WORK/data/$b/s4
+  local b=$1
+  local dir=$WORK/data/$b/s4
   start "$b" "$dir"
   local out=$WORK/s4-$b.json
   "$BIN/mqttload" -addr "$ADDR" -json -reconnect -phase run -pubs "$PUBS" -subs "$SUBS" -qos 1 -size 256 \

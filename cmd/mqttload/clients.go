@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,10 +23,12 @@ func (r *runner) filter(j int) string {
 	return r.topic(j)
 }
 
-func (r *runner) options(id string, clean bool) *mqtt.ClientOptions {
-	o := mqtt.NewClientOptions().
-		AddBroker(r.url).
-		SetClientID(id).
+// options are paho's options for a client of id connecting over rt: its own node
+// first, the others in route order (paho tries them in turn).
+func (r *runner) options(rt *route, id string, clean bool) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions()
+	o.Servers = tcpURLs(rt.first())
+	o.SetClientID(id).
 		SetCleanSession(clean).
 		SetProtocolVersion(4).
 		SetKeepAlive(30 * time.Second).
@@ -37,6 +41,19 @@ func (r *runner) options(id string, clean bool) *mqtt.ClientOptions {
 	o.SetConnectionLostHandler(func(mqtt.Client, error) { r.reconnects.Add(1) })
 	return o
 }
+
+// tcpURLs turns host:port addresses into the URLs paho connects to.
+func tcpURLs(addrs []string) []*url.URL {
+	us := make([]*url.URL, len(addrs))
+	for i, a := range addrs {
+		us[i] = &url.URL{Scheme: "tcp", Host: a}
+	}
+	return us
+}
+
+// subRoute and pubRoute are the addresses subscriber j and publisher i use.
+func (r *runner) subRoute(j int) *route { return newRoute(r.subAddrs, j, &r.failovers) }
+func (r *runner) pubRoute(i int) *route { return newRoute(r.pubAddrs, i, &r.failovers) }
 
 // token is a publish in flight: paho's tokens and client311's messages both are.
 type token interface {
@@ -53,12 +70,12 @@ type client interface {
 	Disconnect()
 }
 
-// newClient returns a client with id and clean session flag. onMessage, when not nil,
-// gets every payload before it is acknowledged; onReconnect, when not nil, runs
-// after every reconnection.
-func (r *runner) newClient(id string, clean bool, onMessage func([]byte), onReconnect func(client)) client {
+// newClient returns a client with id and clean session flag that connects over rt.
+// onMessage, when not nil, gets every payload before it is acknowledged; onReconnect,
+// when not nil, runs after every reconnection.
+func (r *runner) newClient(rt *route, id string, clean bool, onMessage func([]byte), onReconnect func(client)) client {
 	if r.cfg.QoS == 2 && !r.cfg.pahoQoS2 {
-		c := newClient311(r.cfg.Addr, id, clean, 30*time.Second, r.cfg.ConnectTimeout, r.cfg.Reconnect)
+		c := newClient311(rt, id, clean, 30*time.Second, r.cfg.ConnectTimeout, r.cfg.Reconnect)
 		c.onLost = func() { r.reconnects.Add(1) }
 		if onMessage != nil {
 			c.onMessage = func(_ string, payload []byte) { onMessage(payload) }
@@ -68,19 +85,31 @@ func (r *runner) newClient(id string, clean bool, onMessage func([]byte), onReco
 		}
 		return c
 	}
-	o := r.options(id, clean)
+	o := r.options(rt, id, clean)
 	if onMessage != nil {
 		o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { onMessage(m.Payload()) })
 	}
 	p := &pahoClient{}
-	if onReconnect != nil {
-		var connected atomic.Bool
-		o.SetOnConnectHandler(func(mqtt.Client) {
-			if connected.Swap(true) {
-				onReconnect(p)
-			}
-		})
-	}
+	// paho tries o.Servers in order and calls the attempt handler before each try,
+	// so the last address attempted is the one connected to until the connection
+	// is lost; the reconnecting handler, called before every round of attempts,
+	// puts the next address first (failover).
+	var attempted atomic.Value // string
+	attempted.Store("")
+	o.SetConnectionAttemptHandler(func(b *url.URL, tc *tls.Config) *tls.Config {
+		attempted.Store(b.Host)
+		return tc
+	})
+	o.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
+		o.Servers = tcpURLs(rt.after(attempted.Load().(string)))
+	})
+	var connected atomic.Bool
+	o.SetOnConnectHandler(func(mqtt.Client) {
+		rt.connected(attempted.Load().(string))
+		if connected.Swap(true) && onReconnect != nil {
+			onReconnect(p)
+		}
+	})
 	p.c = mqtt.NewClient(o)
 	return p
 }
@@ -158,7 +187,7 @@ func (r *runner) subscriber(ctx context.Context, j int, clean, resume bool) (cli
 			}()
 		}
 	}
-	c := r.newClient(r.subID(j), clean, func(p []byte) { r.onMessage(j, p) }, onReconnect)
+	c := r.newClient(r.subRoute(j), r.subID(j), clean, func(p []byte) { r.onMessage(j, p) }, onReconnect)
 	present, err := r.connect(ctx, c)
 	if err != nil {
 		return nil, false, fmt.Errorf("subscriber %s: connect: %w", r.subID(j), err)
@@ -274,7 +303,7 @@ func (r *runner) publishers(ctx context.Context) (start, end time.Time, err erro
 		}
 	}()
 	err = forEach(ctx, r.cfg.Pubs, r.cfg.Parallel, func(ctx context.Context, i int) error {
-		c := r.newClient(r.pubID(i), r.cfg.Clean, nil, nil)
+		c := r.newClient(r.pubRoute(i), r.pubID(i), r.cfg.Clean, nil, nil)
 		if _, err := r.connect(ctx, c); err != nil {
 			return fmt.Errorf("publisher %s: connect: %w", r.pubID(i), err)
 		}

@@ -41,5 +41,17 @@
 // -reconnect makes every client reconnect automatically and resume its persistent
 // session, so a run keeps going across broker restarts (bench scenario 4).
 //
-// Only loopback addresses are accepted unless -allow-remote is given.
+// Cluster mode: -pub-addr and -sub-addr (comma-separated HOST:PORT lists, default
+// -addr) put the publishers and the subscribers on other brokers, e.g. publishers on
+// one node of a cluster and subscribers on another (bench/cluster.sh). Client k of a
+// kind connects to address k mod n of its list (round-robin); the rest of the list,
+// in order, is its failover: if that address refuses the connection it tries the
+// next one, and with -reconnect a client that loses its connection reconnects to the
+// address after the one it was on first (then the others, its own last), resuming its
+// persistent session there, which a cluster whose nodes share the sessions allows.
+// The summary counts failovers (connections made to another address than the
+// client's previous one). Verification is the same: the tool matches every arrival
+// to what was acknowledged, whichever nodes the clients were on.
+//
+// Only loopback addresses are accepted (in every list) unless -allow-remote is given.
 package main

@@ -17,6 +17,8 @@ import (
 // config is everything the flags set; tests build one directly.
 type config struct {
 	Addr        string
+	PubAddr     string // comma-separated addresses the publishers are spread over; "" → Addr
+	SubAddr     string // the same for subscribers
 	AllowRemote bool
 	Phase       string
 	Pubs        int
@@ -98,47 +100,53 @@ func (c *config) check() error {
 
 // result is the run's summary; with -json it is printed as one line.
 type result struct {
-	Phase         string  `json:"phase"`
-	Addr          string  `json:"addr"`
-	Pubs          int     `json:"pubs"`
-	Subs          int     `json:"subs"`
-	QoS           byte    `json:"qos"`
-	Size          int     `json:"size"`
-	Clean         bool    `json:"clean"`
-	Reconnect     bool    `json:"reconnect"`
-	Published     int64   `json:"published"`
-	Acked         int64   `json:"acked"`
-	Received      int64   `json:"received"`
-	PublishErrors int64   `json:"publish_errors"`
-	Seconds       float64 `json:"seconds"`        // first publish (or phase start) to last arrival
-	PublishRate   float64 `json:"publish_rate"`   // acknowledged (QoS 0: sent) messages per second of publishing
-	DeliveryRate  float64 `json:"msgs_per_s"`     // arrivals per second
-	P50ms         float64 `json:"p50_ms"`         // end-to-end latency
-	P99ms         float64 `json:"p99_ms"`         //
-	MaxMs         float64 `json:"max_ms"`         //
-	Sessions      int     `json:"sessions"`       // sessions created (sessions phase) or resumed (drain)
-	SessionsLost  int     `json:"sessions_lost"`  // drain: CONNACK without session present
-	ConnectErrors int64   `json:"connect_errors"` //
-	Reconnects    int64   `json:"reconnects"`     // connection losses seen by all clients
-	DrainSeconds  float64 `json:"drain_s,omitempty"`
-	WaitSeconds   float64 `json:"wait_s,omitempty"`
-	Verified      bool    `json:"verified"` // whether missing messages make the run fail
+	Phase         string   `json:"phase"`
+	Addr          string   `json:"addr"`
+	PubAddrs      []string `json:"pub_addrs,omitempty"` // publishers' nodes (-pub-addr), when not just -addr
+	SubAddrs      []string `json:"sub_addrs,omitempty"` // subscribers' nodes (-sub-addr), when not just -addr
+	Pubs          int      `json:"pubs"`
+	Subs          int      `json:"subs"`
+	QoS           byte     `json:"qos"`
+	Size          int      `json:"size"`
+	Clean         bool     `json:"clean"`
+	Reconnect     bool     `json:"reconnect"`
+	Published     int64    `json:"published"`
+	Acked         int64    `json:"acked"`
+	Received      int64    `json:"received"`
+	PublishErrors int64    `json:"publish_errors"`
+	Seconds       float64  `json:"seconds"`        // first publish (or phase start) to last arrival
+	PublishRate   float64  `json:"publish_rate"`   // acknowledged (QoS 0: sent) messages per second of publishing
+	DeliveryRate  float64  `json:"msgs_per_s"`     // arrivals per second
+	P50ms         float64  `json:"p50_ms"`         // end-to-end latency
+	P99ms         float64  `json:"p99_ms"`         //
+	MaxMs         float64  `json:"max_ms"`         //
+	Sessions      int      `json:"sessions"`       // sessions created (sessions phase) or resumed (drain)
+	SessionsLost  int      `json:"sessions_lost"`  // drain: CONNACK without session present
+	ConnectErrors int64    `json:"connect_errors"` //
+	Reconnects    int64    `json:"reconnects"`     // connection losses seen by all clients
+	Failovers     int64    `json:"failovers"`      // connections made to another address than the client's previous one
+	DrainSeconds  float64  `json:"drain_s,omitempty"`
+	WaitSeconds   float64  `json:"wait_s,omitempty"`
+	Verified      bool     `json:"verified"` // whether missing messages make the run fail
 	verification
 	OK     bool   `json:"ok"`
 	Reason string `json:"reason,omitempty"`
 }
 
 type runner struct {
-	cfg    config
-	url    string
-	runID  uint64
-	tr     *tracker
-	stderr io.Writer
+	cfg      config
+	addr     string   // -addr as host:port (the wait phase)
+	pubAddrs []string // -pub-addr as host:port; publisher i's own node is pubAddrs[i mod len]
+	subAddrs []string // -sub-addr likewise for subscribers
+	runID    uint64
+	tr       *tracker
+	stderr   io.Writer
 
 	published  atomic.Int64
 	pubErrors  atomic.Int64
 	connErrors atomic.Int64
 	reconnects atomic.Int64
+	failovers  atomic.Int64
 }
 
 // run executes one phase and returns its summary; an error means the run could not be
@@ -147,14 +155,25 @@ func run(ctx context.Context, cfg config, stderr io.Writer) (result, error) {
 	if err := cfg.check(); err != nil {
 		return result{}, err
 	}
-	url, err := brokerURL(cfg.Addr, cfg.AllowRemote)
+	addr, err := hostPort(cfg.Addr, cfg.AllowRemote)
 	if err != nil {
 		return result{}, err
 	}
+	pubAddrs, err := addrList(cfg.PubAddr, addr, cfg.AllowRemote)
+	if err != nil {
+		return result{}, fmt.Errorf("-pub-addr: %w", err)
+	}
+	subAddrs, err := addrList(cfg.SubAddr, addr, cfg.AllowRemote)
+	if err != nil {
+		return result{}, fmt.Errorf("-sub-addr: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	r := &runner{cfg: cfg, url: url, runID: rand.Uint64(), stderr: stderr}
+	r := &runner{cfg: cfg, addr: addr, pubAddrs: pubAddrs, subAddrs: subAddrs, runID: rand.Uint64(), stderr: stderr}
 	res := result{Phase: cfg.Phase, Addr: cfg.Addr, Pubs: cfg.Pubs, Subs: cfg.Subs, QoS: cfg.QoS, Size: cfg.Size, Clean: cfg.Clean, Reconnect: cfg.Reconnect}
+	if cfg.PubAddr != "" || cfg.SubAddr != "" {
+		res.PubAddrs, res.SubAddrs = pubAddrs, subAddrs
+	}
 	switch cfg.Phase {
 	case "run":
 		err = r.runPhase(ctx, &res)
@@ -170,6 +189,7 @@ func run(ctx context.Context, cfg config, stderr io.Writer) (result, error) {
 	res.PublishErrors = r.pubErrors.Load()
 	res.ConnectErrors = r.connErrors.Load()
 	res.Reconnects = r.reconnects.Load()
+	res.Failovers = r.failovers.Load()
 	if err != nil {
 		return res, err
 	}
@@ -209,8 +229,8 @@ func (r *runner) progress(stop <-chan struct{}, begin time.Time) {
 			return
 		case now := <-t.C:
 			c := r.tr.Counts()
-			fmt.Fprintf(r.stderr, "mqttload %-8s %5.0fs published=%d acked=%d received=%d (%d/s) outstanding=%d reconnects=%d\n",
-				r.cfg.Phase, now.Sub(begin).Seconds(), r.published.Load(), c.acked, c.received, c.received-last, c.outstanding, r.reconnects.Load())
+			fmt.Fprintf(r.stderr, "mqttload %-8s %5.0fs published=%d acked=%d received=%d (%d/s) outstanding=%d reconnects=%d failovers=%d\n",
+				r.cfg.Phase, now.Sub(begin).Seconds(), r.published.Load(), c.acked, c.received, c.received-last, c.outstanding, r.reconnects.Load(), r.failovers.Load())
 			last = c.received
 		}
 	}
@@ -419,7 +439,7 @@ func (r *runner) waitPhase(ctx context.Context, res *result) error {
 	}
 	id := r.cfg.Prefix + "-probe-" + strconv.Itoa(os.Getpid())
 	for {
-		o := r.options(id, true).SetConnectTimeout(time.Second).SetAutoReconnect(false)
+		o := r.options(newRoute([]string{r.addr}, 0, nil), id, true).SetConnectTimeout(time.Second).SetAutoReconnect(false)
 		c := mqtt.NewClient(o)
 		tok := c.Connect()
 		select {

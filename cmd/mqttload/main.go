@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -25,7 +26,9 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	var qos uint
 	var asJSON bool
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:1883", "broker address host:port (loopback only unless -allow-remote)")
-	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "accept a non-loopback -addr")
+	fs.StringVar(&cfg.PubAddr, "pub-addr", "", "publishers' broker addresses HOST:PORT[,HOST:PORT...], spread round-robin (default -addr)")
+	fs.StringVar(&cfg.SubAddr, "sub-addr", "", "subscribers' broker addresses HOST:PORT[,HOST:PORT...], spread round-robin (default -addr)")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "accept non-loopback -addr, -pub-addr and -sub-addr")
 	fs.StringVar(&cfg.Phase, "phase", "run", "run, sessions, publish, drain or wait (see go doc)")
 	fs.IntVar(&cfg.Pubs, "pubs", 1, "publishers")
 	fs.IntVar(&cfg.Subs, "subs", 1, "subscribers (persistent sessions unless -clean)")
@@ -85,6 +88,9 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 
 func printHuman(w io.Writer, r result) {
 	fmt.Fprintf(w, "phase %s against %s: %d publishers, %d subscribers, QoS %d, %d B, clean=%v\n", r.Phase, r.Addr, r.Pubs, r.Subs, r.QoS, r.Size, r.Clean)
+	if len(r.PubAddrs) > 0 || len(r.SubAddrs) > 0 {
+		fmt.Fprintf(w, "publishers on %s, subscribers on %s\n", strings.Join(r.PubAddrs, ","), strings.Join(r.SubAddrs, ","))
+	}
 	switch r.Phase {
 	case "sessions":
 		fmt.Fprintf(w, "sessions created: %d in %.2fs\n", r.Sessions, r.Seconds)
@@ -93,7 +99,7 @@ func printHuman(w io.Writer, r result) {
 	case "publish":
 		fmt.Fprintf(w, "published %d, acknowledged %d in %.2fs (%.0f msgs/s), publish errors %d\n", r.Published, r.Acked, r.Seconds, r.PublishRate, r.PublishErrors)
 	default:
-		fmt.Fprintf(w, "published %d, acknowledged %d, received %d, publish errors %d, reconnects %d\n", r.Published, r.Acked, r.Received, r.PublishErrors, r.Reconnects)
+		fmt.Fprintf(w, "published %d, acknowledged %d, received %d, publish errors %d, reconnects %d, failovers %d\n", r.Published, r.Acked, r.Received, r.PublishErrors, r.Reconnects, r.Failovers)
 		fmt.Fprintf(w, "%.2fs: %.0f msgs/s delivered, %.0f msgs/s published\n", r.Seconds, r.DeliveryRate, r.PublishRate)
 		fmt.Fprintf(w, "latency p50 %.2fms p99 %.2fms max %.2fms\n", r.P50ms, r.P99ms, r.MaxMs)
 		if r.Phase == "drain" {

@@ -29,7 +29,7 @@ import (
 // asked to. Packets are encoded here: the tool must not share code with the broker
 // it measures.
 type client311 struct {
-	addr      string
+	route     *route // the addresses it connects to, in order
 	id        string
 	clean     bool
 	keepAlive time.Duration
@@ -87,9 +87,9 @@ func (m *outMsg) finish(err error) {
 // errClientClosed fails what was in flight when the client was disconnected.
 var errClientClosed = errors.New("mqtt client disconnected")
 
-func newClient311(addr, id string, clean bool, keepAlive, dialTimeout time.Duration, reconnect bool) *client311 {
+func newClient311(rt *route, id string, clean bool, keepAlive, dialTimeout time.Duration, reconnect bool) *client311 {
 	return &client311{
-		addr: addr, id: id, clean: clean, keepAlive: keepAlive, dialTO: dialTimeout, reconnect: reconnect,
+		route: rt, id: id, clean: clean, keepAlive: keepAlive, dialTO: dialTimeout, reconnect: reconnect,
 		quit: make(chan struct{}), done: make(chan struct{}),
 		out: make(map[uint16]*outMsg), in: make(map[uint16]bool), subacks: make(map[uint16]*subReq),
 	}
@@ -182,12 +182,34 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	return first, body, err
 }
 
-// dial opens a connection and completes CONNECT/CONNACK.
-func (c *client311) dial(ctx context.Context) (net.Conn, *bufio.Reader, bool, error) {
+// dialAny tries the addresses in order until one accepts the connection, and
+// records it in the route; the error is the last address's.
+func (c *client311) dialAny(ctx context.Context, addrs []string) (net.Conn, *bufio.Reader, bool, error) {
+	var err error
+	for _, a := range addrs {
+		var (
+			conn    net.Conn
+			r       *bufio.Reader
+			present bool
+		)
+		conn, r, present, err = c.dial(ctx, a)
+		if err == nil {
+			c.route.connected(a)
+			return conn, r, present, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, nil, false, err
+}
+
+// dial opens a connection to addr and completes CONNECT/CONNACK.
+func (c *client311) dial(ctx context.Context, addr string) (net.Conn, *bufio.Reader, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.dialTO)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -224,7 +246,7 @@ func (c *client311) dial(ctx context.Context) (net.Conn, *bufio.Reader, bool, er
 
 // Connect connects for the first time and starts the client's goroutines.
 func (c *client311) Connect(ctx context.Context) (bool, error) {
-	conn, r, present, err := c.dial(ctx)
+	conn, r, present, err := c.dialAny(ctx, c.route.first())
 	if err != nil {
 		return false, err
 	}
@@ -338,9 +360,11 @@ func (c *client311) readLoop(conn net.Conn, r *bufio.Reader) {
 	}
 }
 
-// redial connects again until it succeeds or Disconnect is called.
+// redial connects again until it succeeds or Disconnect is called, trying the
+// address after the one it was connected to first (failover).
 func (c *client311) redial() (net.Conn, *bufio.Reader, bool) {
 	backoff := 10 * time.Millisecond
+	addrs := c.route.after(c.route.current())
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -350,7 +374,7 @@ func (c *client311) redial() (net.Conn, *bufio.Reader, bool) {
 			case <-ctx.Done():
 			}
 		}()
-		conn, r, present, err := c.dial(ctx)
+		conn, r, present, err := c.dialAny(ctx, addrs)
 		cancel()
 		if err == nil {
 			return conn, r, present

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -103,15 +102,7 @@ func qos2UnderCuts(t *testing.T, paho bool) (result, int64) {
 	cfg := config{Addr: px.l.Addr().String(), Phase: "run", Pubs: 2, Subs: 2, QoS: 2, Size: 64, Duration: 3 * time.Second,
 		Inflight: 16, Reconnect: true, Settle: 15 * time.Second, Timeout: 80 * time.Second, Prefix: "qos2cut",
 		ConnectTimeout: 5 * time.Second, pahoQoS2: paho}
-	type outcome struct {
-		res result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := run(ctx, cfg, io.Discard)
-		done <- outcome{res, err}
-	}()
+	wait := runAsync(ctx, t, cfg)
 	// Cuts start once messages flow (every client connected and subscribed); cutting
 	// on a clock after that is the fault being injected, not a wait for something.
 	r.waitMessagesIn(ctx, 50)
@@ -130,16 +121,8 @@ func qos2UnderCuts(t *testing.T, paho bool) (result, int64) {
 		}
 		break
 	}
-	var o outcome
-	select {
-	case o = <-done:
-	case <-ctx.Done():
-		t.Fatal("mqttload did not finish")
-	}
-	if o.err != nil && !errors.Is(o.err, context.Canceled) {
-		t.Fatalf("run: %v", o.err)
-	}
-	return o.res, px.cuts.Load()
+	res := wait()
+	return res, px.cuts.Load()
 }
 
 // TestQoS2ExactlyOnceAcrossCuts: with connections cut under QoS 2 load, every

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -114,15 +115,7 @@ func (r *restartable) logQueues(ctx context.Context) {
 // waitMessagesIn waits until the broker has accepted more than n publishes.
 func (r *restartable) waitMessagesIn(ctx context.Context, n int64) {
 	r.t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for r.b.Stats().MessagesIn <= n {
-		select {
-		case <-ctx.Done():
-			r.t.Fatalf("broker saw only %d publishes", r.b.Stats().MessagesIn)
-		case <-tick.C:
-		}
-	}
+	waitStats(ctx, r.t, r.b, fmt.Sprintf("more than %d publishes", n), func(s broker.Stats) bool { return s.MessagesIn > n })
 }
 
 // TestSmokeReconnectAcrossRestart runs the kill-tolerant mode (-reconnect) while the

@@ -19,6 +19,13 @@ import (
 // startBroker runs our broker in-process on a mem store on a free loopback port.
 func startBroker(t *testing.T) string {
 	t.Helper()
+	_, addr := startMemBroker(t)
+	return addr
+}
+
+// startMemBroker is startBroker that also returns the broker (for its Stats).
+func startMemBroker(t *testing.T) (*broker.Broker, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := persistence.Open(ctx, "mem://")
@@ -46,7 +53,7 @@ func startBroker(t *testing.T) string {
 		}
 		store.Close()
 	})
-	return l.Addr().String()
+	return b, l.Addr().String()
 }
 
 func smoke(t *testing.T, args ...string) result {
