@@ -88,6 +88,38 @@ var batchCases = []tcase{
 		e.queue("s", persistence.ClassQoS12, q[1:])
 		e.queue("s", persistence.ClassUnAck, []*persistence.PersistedPacket{m})
 	}},
+	{"MovePageInFlight", func(e *env) {
+		// A broker's move of a page in flight: the acknowledged in-flight packets'
+		// deletes (one of them already gone), the page's deletes from the queue,
+		// then its appends to the in-flight class; all or nothing.
+		e.create("s")
+		q := e.appendN("s", persistence.ClassQoS12, 4)
+		acked := e.appendN("s", persistence.ClassUnAck, 2)
+		var b persistence.Batch
+		b.PacketDelete("s", persistence.ClassUnAck, acked[0].Seq).PacketDelete("s", persistence.ClassUnAck, 1<<62)
+		for _, p := range q[:3] {
+			b.PacketDelete("s", persistence.ClassQoS12, p.Seq)
+		}
+		for _, p := range q[:3] {
+			b.PacketAppend("s", persistence.ClassUnAck, p)
+		}
+		seqs, err := e.ss.Apply(e.ctx, &b)
+		e.ok(err, "Apply(move of a page in flight)")
+		if len(seqs) != 3 || !(seqs[0] < seqs[1] && seqs[1] < seqs[2]) || seqs[0] <= acked[1].Seq {
+			e.fatalf("Apply(move of a page in flight) returned seqs %v; want 3 ascending, after %d", seqs, acked[1].Seq)
+		}
+		want := []*persistence.PersistedPacket{acked[1]}
+		for i, p := range q[:3] {
+			m := p.Clone()
+			m.Seq = seqs[i]
+			want = append(want, m)
+		}
+		e.queue("s", persistence.ClassQoS12, q[3:])
+		e.queue("s", persistence.ClassUnAck, want)
+		var m persistence.Batch
+		m.PacketDelete("missing", persistence.ClassQoS12, q[3].Seq).PacketAppend("missing", persistence.ClassUnAck, pkt(7))
+		e.failsAtomically(&m, persistence.ErrNotFound, "move of a page in flight of a missing session")
+	}},
 	{"UpdateAndDeleteInBatch", func(e *env) {
 		e.create("s")
 		ps := e.appendN("s", persistence.ClassUnAck, 3)

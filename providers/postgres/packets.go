@@ -11,6 +11,12 @@ import (
 	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
+// firstPage is the first page of PacketsForEach: a broker draining a stored queue
+// reads it a window at a time (32 packets by default, then half windows of 16),
+// stopping there, so a first page of pageSize read and sent 224 rows for nothing
+// per read.
+const firstPage = 32
+
 // PacketGet reads one packet by its primary key.
 func (c *conn) PacketGet(ctx context.Context, id string, class driver.PacketClass, seq uint64) (*driver.PersistedPacket, error) {
 	var blob []byte
@@ -52,7 +58,9 @@ func (c *conn) PacketCount(ctx context.Context, id string, class driver.PacketCl
 // the last seq present when it started, so packets appended meanwhile are not
 // visited) and calls fn with no connection held. The first page is read in the
 // same round trip as that bound (and the session check); the deletions fn asks
-// for are sent with the query for the next page, in the same round trip.
+// for are sent with the query for the next page, in the same round trip. Pages
+// start at firstPage rows and double up to pageSize: a broker moving a queue in
+// flight stops after a window's worth (see firstPage).
 func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.PacketClass, fn driver.PacketLoader) error {
 	h := hashOf(id)
 	type row struct {
@@ -64,7 +72,8 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 		last  int64
 		dels  []int64
 		first = true
-		page  = make([]row, 0, pageSize)
+		size  = firstPage
+		page  = make([]row, 0, firstPage)
 	)
 	// flush applies the pending deletions alone, when the iteration ends, even
 	// when it ends because ctx did: they were asked for, and a broker must not see
@@ -88,13 +97,13 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 			b.Queue(c.q(`SELECT (SELECT max(seq) FROM mqtt_packets WHERE h = $1 AND class = $2)
 				FROM mqtt_sessions WHERE h = $1`), h, int16(class))
 			b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2
-				ORDER BY seq LIMIT $3`), h, int16(class), pageSize)
+				ORDER BY seq LIMIT $3`), h, int16(class), size)
 		} else {
 			if len(dels) > 0 {
 				b.Queue(c.q(deleteSeqs), h, int16(class), dels, dels[0], dels[len(dels)-1])
 			}
 			b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq > $3 AND seq <= $4
-				ORDER BY seq LIMIT $5`), h, int16(class), last, *limit, pageSize)
+				ORDER BY seq LIMIT $5`), h, int16(class), last, *limit, size)
 		}
 		missing := false
 		err := func() error {
@@ -140,7 +149,8 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 		if limit == nil {
 			return nil
 		}
-		full := len(page) == pageSize
+		full := len(page) == size
+		size = min(2*size, pageSize)
 		if first {
 			// The first page was read beside the bound, not under it.
 			for len(page) > 0 && page[len(page)-1].seq > *limit {

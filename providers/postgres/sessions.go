@@ -18,9 +18,11 @@ import (
 // round trip is amortised, small enough that a page is a small allocation.
 const pageSize = 256
 
-// sessionPage is LoadForEach's page: larger, since a broker loads every session at
-// start-up and each page is two round trips' worth of work on the server.
-const sessionPage = 1000
+// sessionPage is how many sessions LoadForEach aims to read per range: a broker
+// loads every session at start-up, and each range costs a scan of both tables'
+// primary keys, so few large ranges beat many small ones; a range is held in
+// memory before its sessions are handed out.
+const sessionPage = 8192
 
 // pastEveryHash sorts after every SHA-256 hash.
 var pastEveryHash = bytes.Repeat([]byte{0xFF}, sha256.Size+1)
@@ -246,65 +248,54 @@ func (c *conn) Count(ctx context.Context) (uint64, error) {
 	return uint64(n), c.wrap(ctx, "count sessions", err)
 }
 
-// LoadForEach reads the sessions a page at a time in primary-key order, and the
-// page's subscriptions with them: one batch of two queries per page, the second a
-// single range scan of the subscriptions' primary key over the page's hashes. fn
-// runs with no connection held.
+// LoadForEach counts the sessions, then reads them by ranges of their hash (see
+// hashRanges) sized to about sessionPage sessions each: per range, one pipelined
+// batch of two set-based queries, the range's sessions and the range's
+// subscriptions, joined in memory. Neither query sorts nor probes an index per
+// session: each is one bitmap scan of its table's primary key. fn runs with no
+// connection held.
 func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 	type row struct {
-		h, id, base, state, expiry []byte
-		subs                       [][]byte
+		id, base, state, expiry []byte
+		subs                    [][]byte
 	}
-	last := []byte{}
-	page := make([]row, 0, sessionPage)
-	for {
+	var total int64
+	if err := c.pool.QueryRow(ctx, c.q(`SELECT count(*) FROM mqtt_sessions`)).Scan(&total); err != nil {
+		return c.wrap(ctx, "load sessions", err)
+	}
+	hr := newHashRanges(total, sessionPage)
+	var page []row
+	at := make(map[string]int)
+	for !hr.done() {
+		lo, hi := hr.next()
 		page = page[:0]
+		clear(at)
 		var b pgx.Batch
-		b.Queue(c.q(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h > $1 ORDER BY h LIMIT $2`), last, sessionPage)
-		// The upper bound is the page's last hash, or past every 32-byte hash when
-		// the page is the last one.
-		b.Queue(c.q(`SELECT h, blob FROM mqtt_subscriptions WHERE h > $1 AND h <= COALESCE(
-				(SELECT h FROM mqtt_sessions WHERE h > $1 ORDER BY h OFFSET $2 - 1 LIMIT 1), $3)
-			ORDER BY h`), last, sessionPage, pastEveryHash)
+		b.Queue(c.q(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h >= $1 AND h < $2`), lo, hi)
+		b.Queue(c.q(`SELECT h, blob FROM mqtt_subscriptions WHERE h >= $1 AND h < $2`), lo, hi)
 		err := func() error {
 			br := c.pool.SendBatch(ctx, &b)
 			defer br.Close()
-			rows, err := br.Query()
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var r row
-				if err := rows.Scan(&r.h, &r.id, &r.base, &r.state, &r.expiry); err != nil {
-					rows.Close()
-					return err
-				}
+			rows, _ := br.Query()
+			var h []byte
+			var r row
+			if _, err := pgx.ForEachRow(rows, []any{&h, &r.id, &r.base, &r.state, &r.expiry}, func() error {
+				at[string(h)] = len(page)
 				page = append(page, r)
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return err
 			}
-			// Both lists are in h order: merge. Subscriptions of a session created
-			// between the two queries have no row in page and are skipped.
-			rows, err = br.Query()
-			if err != nil {
-				return err
-			}
-			i := 0
-			for rows.Next() {
-				var h, blob []byte
-				if err := rows.Scan(&h, &blob); err != nil {
-					rows.Close()
-					return err
-				}
-				for i < len(page) && bytes.Compare(page[i].h, h) < 0 {
-					i++
-				}
-				if i < len(page) && bytes.Equal(page[i].h, h) {
+			// Subscriptions of a session created between the two queries have no
+			// row in page and are skipped.
+			var blob []byte
+			rows, _ = br.Query()
+			if _, err := pgx.ForEachRow(rows, []any{&h, &blob}, func() error {
+				if i, ok := at[string(h)]; ok {
 					page[i].subs = append(page[i].subs, blob)
 				}
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return err
 			}
 			return br.Close()
@@ -312,6 +303,7 @@ func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 		if err != nil {
 			return c.wrap(ctx, "load sessions", err)
 		}
+		hr.seen(len(page))
 		for i := range page {
 			r := &page[i]
 			ls, err := decodeSession(r.id, r.base, r.state, r.expiry, r.subs)
@@ -322,11 +314,8 @@ func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 				return err
 			}
 		}
-		if len(page) < sessionPage {
-			return nil
-		}
-		last = page[len(page)-1].h
 	}
+	return nil
 }
 
 func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*driver.LoadedSession, error) {
