@@ -83,7 +83,7 @@ type Stats struct {
 	Dropped       int64 // messages dropped for a subscriber: queue full, too large, expired, slow QoS 0
 	StorageErrors int64 // failed store calls (each also logged and reported to the client)
 	Refused       int64 // connections closed at once by Limits.MaxConnections or MaxConnectionRate
-	BufferedBytes int64 // bytes waiting for the connections' writers now (Limits.MaxBufferedBytes)
+	BufferedBytes int64 // bytes waiting for the connections' writers or in memory queues now (Limits.MaxBufferedBytes)
 }
 
 // storeTimeout bounds each store call, so a stuck store turns into an error the

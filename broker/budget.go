@@ -149,6 +149,58 @@ func (c *conn) releaseOut(n int64) {
 	c.b.outMem.release(n)
 }
 
+// queueInMemory puts a message in the memory queue of s, a session that is
+// not stored, charging its bytes to the broker-wide budget
+// (Limits.MaxBufferedBytes) until the pump moves it in flight or the session
+// ends (dropMemQueue). When the budget is full the message is dropped for s
+// (Stats.Dropped) rather than waited for: memory queues are what a client that
+// does not acknowledge leaves behind, and waiting would pause the publisher
+// for it. It also drops it when s has ended. Caller holds s.mu.
+func (b *Broker) queueInMemory(s *session, q queuedMsg) bool {
+	if s.gone {
+		return false
+	}
+	if !b.outMem.tryTake(int64(q.size)) {
+		b.stats.dropped.Add(1)
+		if !s.fullLog {
+			s.fullLog = true
+			b.log.Warn("broker: outgoing memory budget full; refusing new messages for a session queue in memory",
+				"client", s.id, "queued", s.queued, "bytes", b.outMem.used.Load(), "limit", b.outMem.limit)
+		}
+		return false
+	}
+	s.memQueue = append(s.memQueue, q)
+	s.queued++
+	s.queuedBytes += int64(q.size)
+	return true
+}
+
+// popMemQueue takes the first message of s's memory queue and gives its bytes
+// back to the broker-wide budget. Caller holds s.mu; the queue is not empty.
+func (b *Broker) popMemQueue(s *session) queuedMsg {
+	q := s.memQueue[0]
+	s.memQueue[0] = queuedMsg{}
+	s.memQueue = s.memQueue[1:]
+	s.queued--
+	s.queuedBytes -= int64(q.size)
+	b.outMem.release(int64(q.size))
+	return q
+}
+
+// dropMemQueue empties the memory queue of s, which has ended, and gives its
+// bytes back to the broker-wide budget. Caller holds s.mu.
+func (b *Broker) dropMemQueue(s *session) {
+	var n int64
+	for _, q := range s.memQueue {
+		n += int64(q.size)
+	}
+	s.memQueue = nil
+	if !s.stored {
+		s.queued, s.queuedBytes = 0, 0
+	}
+	b.outMem.release(n)
+}
+
 // admit decides whether a newly accepted connection is served, under
 // Limits.MaxConnections and Limits.MaxConnectionRate. A connection admitted
 // must be given back with leave.

@@ -288,3 +288,75 @@ func TestIdleTimeoutKeepAliveZero(t *testing.T) {
 		}
 	}
 }
+
+// TestMemQueueInBufferedBytes drives a clean-session subscriber that never
+// acknowledges into the broker-wide budget: the QoS 1 messages queued in its
+// memory queue count in MaxBufferedBytes, so the queue stops at the budget
+// (the rest is dropped for it) although its own queue limit is far higher;
+// acknowledging drains it, and a session that ends gives its bytes back.
+func TestMemQueueInBufferedBytes(t *testing.T) {
+	const budget, size, n = 256 << 10, 32 << 10, 40 // 1.25 MiB published
+	e := newEnv(t, storeKinds()[0], broker.Options{Limits: broker.Limits{
+		MaxBufferedBytes: budget, MaxQueuedBytes: 64 << 20, MaxQueuedMessages: 10000,
+	}})
+	one := uint16(1)
+	sub := dialRaw(t, e.addr, packet.Version5)
+	if ack := sub.connect(&packet.Connect{ClientID: "noack", CleanStart: true,
+		Properties: packet.Properties{ReceiveMaximum: &one}}); ack.ReasonCode != 0 {
+		t.Fatalf("subscriber CONNACK %#x", ack.ReasonCode)
+	}
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.SubscribeOption{{Filter: "mq/#", QoS: 1}}})
+	if _, ok := sub.must().(*packet.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	pub := dialRaw(t, e.addr, packet.Version5)
+	if ack := pub.connect(&packet.Connect{ClientID: "pub-mq", CleanStart: true}); ack.ReasonCode != 0 {
+		t.Fatalf("publisher CONNACK %#x", ack.ReasonCode)
+	}
+	payload := bytes.Repeat([]byte{'q'}, size)
+	publish := func() {
+		t.Helper()
+		for i := range n {
+			pub.send(&packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "mq/x", Payload: payload})
+			if _, ok := pub.must().(*packet.Puback); !ok {
+				t.Fatal("publisher: not a PUBACK")
+			}
+		}
+	}
+
+	peak := watchBuffered(e.b)
+	publish()
+	q := e.b.QueueStats()
+	if p := peak(); p > budget+size+1024 {
+		t.Errorf("buffered bytes peaked at %d, budget %d", p, budget)
+	}
+	if q.QueuedBytes > budget {
+		t.Errorf("memory queue holds %d bytes, budget %d", q.QueuedBytes, budget)
+	}
+	if q.Queued < budget/size/2 {
+		t.Errorf("only %d messages queued under a budget of %d messages", q.Queued, budget/size)
+	}
+	if d := e.b.Stats().Dropped; d == 0 || d+q.Queued+q.Inflight != n {
+		t.Errorf("dropped %d, queued %d, in flight %d: want %d in all, some dropped", d, q.Queued, q.Inflight, n)
+	}
+
+	// Acknowledging drains the queue, and its bytes come back.
+	want := int(q.Queued + q.Inflight)
+	for got := 0; got < want; {
+		if p, ok := sub.must().(*packet.Publish); ok {
+			got++
+			sub.send(&packet.Puback{PacketID: p.PacketID})
+		}
+	}
+	eventually(t, "the drained queue's bytes to come back", func() bool {
+		return e.b.Stats().BufferedBytes == 0 && e.b.QueueStats().Queued == 0
+	})
+
+	// A session that ends with a full memory queue gives its bytes back.
+	publish()
+	if e.b.Stats().BufferedBytes == 0 {
+		t.Fatal("nothing queued the second time")
+	}
+	sub.nc.Close()
+	eventually(t, "the ended session's bytes to come back", func() bool { return e.b.Stats().BufferedBytes == 0 })
+}

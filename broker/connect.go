@@ -387,6 +387,7 @@ func (b *Broker) detach(c *conn) {
 		s.gone = true
 		b.unindex(s)
 		shared := s.takeShared()
+		b.dropMemQueue(s)
 		s.mu.Unlock()
 		b.forget(s)
 		b.handOn(s, shared)

@@ -187,11 +187,7 @@ func (b *Broker) pump(c *conn) {
 		if !s.stored {
 			var sends []*flight
 			for room > 0 && len(s.memQueue) > 0 {
-				q := s.memQueue[0]
-				s.memQueue[0] = queuedMsg{}
-				s.memQueue = s.memQueue[1:]
-				s.queued--
-				s.queuedBytes -= int64(q.size)
+				q := b.popMemQueue(s)
 				pid := s.allocPID()
 				s.localSeq++
 				f := &flight{seq: s.localSeq, pid: pid, qos: q.m.qos, msg: q.m, share: q.share}

@@ -52,7 +52,9 @@
 //   - per connection: ReceiveMaximum (32) messages in flight, MaxPacketSize
 //     (1 MiB) per packet read (allocated as its bytes arrive), and
 //     MaxConnQueueBytes (4 MiB) waiting for the connection's writer.
-//   - broker-wide: MaxBufferedBytes (64 MiB) waiting for all writers together.
+//   - broker-wide: MaxBufferedBytes (64 MiB) waiting for all writers together
+//     and queued in memory for sessions that are not stored (beyond it such a
+//     queue drops new messages).
 //   - back-pressure: a QoS 0 message for a subscriber whose queue (or the
 //     broker's) is full pauses its publisher — the broker stops reading from it
 //     — for up to BackpressureWait (1 s), then is dropped for that subscriber

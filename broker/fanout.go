@@ -376,10 +376,11 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 		return
 	case planQueue:
 		s.pendingQ--
-		s.queued++
-		s.queuedBytes += int64(p.size)
-		if !s.stored {
-			s.memQueue = append(s.memQueue, queuedMsg{m: p.m, share: p.share, size: p.size})
+		if s.stored {
+			s.queued++
+			s.queuedBytes += int64(p.size)
+		} else if !b.queueInMemory(s, queuedMsg{m: p.m, share: p.share, size: p.size}) {
+			c = nil
 		}
 		s.mu.Unlock()
 		if c != nil {

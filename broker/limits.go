@@ -107,7 +107,10 @@ type Limits struct {
 	MaxConnQueueBytes int64
 	// MaxBufferedBytes is the broker-wide outgoing budget: the bytes waiting
 	// for every connection's writer together, with the same policy as
-	// MaxConnQueueBytes. 0 means DefaultMaxBufferedBytes.
+	// MaxConnQueueBytes, plus the QoS 1/2 messages queued in memory for
+	// sessions that are not stored (clean sessions); a message that would
+	// take such a queue past it is dropped for that session (Stats.Dropped).
+	// 0 means DefaultMaxBufferedBytes.
 	MaxBufferedBytes int64
 	// BackpressureWait is how long a publisher is paused for one full
 	// subscriber before its QoS 0 message is dropped for it; 0 means

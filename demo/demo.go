@@ -196,7 +196,7 @@ Flags:
 	fs.Int64Var(&cfg.MaxQueuedBytes, "max-queued-bytes", 0, "per-session queue limit in bytes (0: the broker's default, 64 MiB)")
 	fs.IntVar(&cfg.ReceiveMaximum, "receive-maximum", 0, "in-flight window per client, 0 to 65535 (0: the broker's default)")
 	fs.Int64Var(&cfg.MaxConnQueueBytes, "max-conn-queue-bytes", broker.DefaultMaxConnQueueBytes, "bytes waiting to be written to one client; a QoS 0 message beyond it pauses its publisher up to -backpressure-wait, then is dropped for that client")
-	fs.Int64Var(&cfg.MaxBufferedBytes, "max-buffered-bytes", broker.DefaultMaxBufferedBytes, "bytes waiting to be written to all clients together, same policy as -max-conn-queue-bytes")
+	fs.Int64Var(&cfg.MaxBufferedBytes, "max-buffered-bytes", broker.DefaultMaxBufferedBytes, "bytes waiting to be written to all clients together (same policy as -max-conn-queue-bytes) plus QoS 1/2 messages queued in memory for clean sessions (dropped beyond it)")
 	fs.DurationVar(&cfg.BackpressureWait, "backpressure-wait", broker.DefaultBackpressureWait, "how long a publisher is paused for a full subscriber before the QoS 0 message is dropped for it (negative: drop at once)")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", broker.DefaultMaxConnections, "connections served at once; more are closed when accepted (negative: no limit)")
 	fs.IntVar(&cfg.MaxConnRate, "max-connection-rate", broker.DefaultMaxConnectionRate, "new connections served per second (burst as many); more wait their turn, and are closed when it is over 2s away (negative: no limit)")

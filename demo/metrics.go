@@ -92,7 +92,7 @@ func (m *metricsServer) brokerInstruments() error {
 	inflight := gauge("mqttstore.broker.messages.inflight", "{message}", "Messages sent and not yet acknowledged.")
 	storageErrs := counter("mqttstore.broker.storage.errors", "{error}", "Store calls of the broker that failed.")
 	refused := counter("mqttstore.broker.connections.refused", "{connection}", "Connections closed at once by the connection limit or rate.")
-	buffered := gauge("mqttstore.broker.buffered", "By", "Bytes waiting to be written to clients (bounded by -max-buffered-bytes).")
+	buffered := gauge("mqttstore.broker.buffered", "By", "Bytes waiting to be written to clients or queued in memory for clean sessions (bounded by -max-buffered-bytes).")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -201,7 +201,10 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 		if err != nil {
 			return nil, err
 		}
-		err = checkDir(opts)
+		err = removeSpareLogs(cfg.Dir) // prealloc.go
+		if err == nil {
+			err = checkDir(opts)
+		}
 		release() // Badger takes the lock itself
 		if err != nil {
 			return nil, err
@@ -229,6 +232,11 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 	}
 	e := &engine{db: db, logger: logger, dir: cfg.Dir}
 	if !cfg.InMemory {
+		e.logs = &logSpace{dir: cfg.Dir, size: 2 * opts.MemTableSize}
+		if err := e.logs.start(); err != nil {
+			e.Close()
+			return nil, err
+		}
 		e.reserve = reserve(opts)
 		e.fixModes()
 		e.gc = kv.Every(cfg.GC, e.collectValueLog)
@@ -243,6 +251,8 @@ type engine struct {
 	logger    *slog.Logger
 	dir       string     // "" in memory
 	reserve   uint64     // free bytes a write leaves on the file system; 0 in memory
+	logs      *logSpace  // keeps the write-ahead logs allocated; nil in memory
+	checkOff  bool       // tests only: no space check (see export_test.go)
 	gc        *kv.Ticker // value-log GC; nil in memory
 	modes     *kv.Ticker // fixModes; nil in memory
 	closeOnce sync.Once
@@ -299,7 +309,13 @@ func (e *engine) Update(fn func(kv.Tx) error) error {
 			if err := fn(tx); err != nil {
 				return err
 			}
-			return e.checkSpace(tx.bytes)
+			if err := e.checkSpace(tx.bytes); err != nil {
+				return err
+			}
+			if e.logs != nil {
+				return e.logs.ensure()
+			}
+			return nil
 		})
 	}))
 }
@@ -309,6 +325,11 @@ func (e *engine) Close() error {
 	e.gc.Stop()
 	e.modes.Stop()
 	e.closeOnce.Do(func() {
+		if e.logs != nil {
+			// Badger writes its memtable to a table as it closes: the spare
+			// log's space is what that needs on a full disk (see logSpace).
+			e.logs.close()
+		}
 		e.closeErr = e.db.Close()
 		if e.dir != "" {
 			e.fixModes()

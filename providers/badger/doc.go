@@ -24,15 +24,34 @@
 // to 0600 when it opens and closes the store and every 10 s while it runs (the
 // directory's mode keeps other users out in between).
 //
-// Full disk: Badger writes its log and tables through memory maps of files it has
-// sized but not allocated, and on a full file system such a write kills the process
-// with SIGBUS instead of returning an error. The driver therefore refuses a write
-// with persistence.ErrStorageFull (nothing written) when it would leave less than a
-// reserve free on the directory's file system: 44 MiB with memory=low, 144 MiB with
-// memory=default (room for the current and next log, the flush of every memtable and
-// a few tables of compaction). Reads go on; writes are taken again as soon as space
-// is free. Another process filling the disk to the last byte while Badger flushes or
-// compacts can still kill it: keep the store on a file system of its own.
+// Full disk: Badger writes its write-ahead log and its tables through memory maps
+// of files it sizes without allocating them, and on a full file system a store
+// into such a page kills the process with SIGBUS instead of returning an error.
+// The driver therefore:
+//   - refuses a write with persistence.ErrStorageFull (nothing written) when it
+//     would leave less than a reserve free on the directory's file system: 44 MiB
+//     with memory=low, 144 MiB with memory=default (room for the logs, the flush
+//     of every memtable and a few tables of compaction);
+//   - allocates the write-ahead logs before Badger writes into them (Linux,
+//     fallocate): the current log when the store opens, and the file of the next
+//     log before every write, refusing the write with ErrStorageFull when that
+//     space cannot be had. So another process that fills the disk to the last
+//     byte after the check does not kill the writer: the log's pages exist. This
+//     takes 4 × the memtable size of disk (64 MiB with memory=low, 256 MiB with
+//     memory=default);
+//   - gives the next log's space back just before Badger, closing, writes its
+//     memtable to a table, so a store closed on a full disk has room for that.
+//
+// Reads go on; writes are taken again as soon as space is free. What remains:
+// tables written by Badger's own flush and compaction goroutines, and values of
+// 1 MiB and more (which go to Badger's value log), are written into files that
+// are not allocated in advance (Badger's table.CreateTable and value log size
+// them with ftruncate through ristretto's z.OpenMmapFile and write them at once;
+// no option changes that). Another process taking the reserve's last bytes while
+// a flush or compaction runs can still kill the process with SIGBUS: keep the
+// store on a file system of its own. TestDiskFullOtherWriter fills a tmpfs under
+// a writer in a child process and checks that it lives, with and without the
+// space check.
 //
 // Damage: before Badger opens a directory, the driver replays its MANIFEST and opens
 // every table it lists, verifying every block's checksum, on the caller's goroutine

@@ -13,3 +13,9 @@ import (
 func Crash(p *persistence.Store) error {
 	return kvtest.Engine(p).(*engine).Close()
 }
+
+// SpaceCheckOff turns off p's free-space check, so that a test can fill the
+// disk to the last byte under writes that the check would have refused.
+func SpaceCheckOff(p *persistence.Store) {
+	kvtest.Engine(p).(*engine).checkOff = true
+}

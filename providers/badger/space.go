@@ -22,8 +22,9 @@ import (
 // memtable to a table, and a few tables of compaction. With memory=low that is
 // 44 MiB, with memory=default 144 MiB.
 //
-// It cannot protect against another process filling the disk completely while a
-// flush or compaction is under way.
+// The logs are also allocated in advance (see logSpace), so a write that passed
+// this check cannot be a SIGBUS in the log; a table that a flush or compaction is
+// writing can, if another process fills the disk completely while it runs.
 func reserve(o bdg.Options) uint64 {
 	return uint64(o.MemTableSize)*uint64(2+o.NumMemtables) + 4*uint64(o.BaseTableSize) + 8<<20
 }
@@ -31,7 +32,7 @@ func reserve(o bdg.Options) uint64 {
 // checkSpace refuses a transaction of n bytes when it would leave less than
 // e.reserve free.
 func (e *engine) checkSpace(n uint64) error {
-	if e.dir == "" {
+	if e.dir == "" || e.checkOff {
 		return nil
 	}
 	var st syscall.Statfs_t
