@@ -500,7 +500,7 @@ func (b *Broker) lostSession(s *session, op string, err error) {
 	}
 }
 
-// wakeOwned makes the pump of an owned, connected session look at its stored queue
+// wakeOwned makes the pump of an owned, connected session count its stored queue
 // again: another node appended to it.
 func (b *Broker) wakeOwned(id string) {
 	b.mu.RLock()
@@ -515,7 +515,10 @@ func (b *Broker) wakeOwned(id string) {
 		s.mu.Unlock()
 		return
 	}
-	b.recountQueue(s)
+	// Recounted by the pump itself (pump), between its moves: a count read
+	// while a move is being committed would count the moved messages twice
+	// or not at all.
+	s.stale = true
 	s.mu.Unlock()
 	c.wake()
 }

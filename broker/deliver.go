@@ -171,6 +171,10 @@ func (b *Broker) pump(c *conn) {
 	s := c.sess
 	for {
 		s.mu.Lock()
+		if s.stale && s.pendingQ == 0 && s.conn == c {
+			s.stale = false
+			b.recountQueue(s)
+		}
 		room := c.window - len(s.inflight)
 		if s.conn != c || !s.ready || room <= 0 || s.queued == 0 {
 			if s.queued == 0 {

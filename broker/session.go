@@ -59,6 +59,7 @@ type session struct {
 	own     persistence.Ownership
 	owner   string
 	online  bool
+	stale   bool // another node appended to the stored queue: the pump recounts it
 	fullLog bool // a queue-full drop was logged since the queue last had room
 }
 
