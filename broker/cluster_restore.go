@@ -63,3 +63,9 @@ func (b *Broker) routingOnly(s *session, owners map[string]persistence.Ownership
 	}
 	return true
 }
+
+// ownedByLive reports whether a routing-only session is owned by a node with a
+// live lease (which serves it). Caller holds s.mu, or s is not shared yet.
+func (b *Broker) ownedByLive(s *session) bool {
+	return s.owner != "" && s.owner != noOwner && b.isLive(s.owner)
+}

@@ -160,6 +160,13 @@ func (b *Broker) restore(ctx context.Context) (err error) {
 			b.sessions[s.id] = s
 			st.Sessions++
 			st.Subscriptions += len(s.subs)
+			if !b.ownedByLive(s) {
+				// Nobody serves it: its packets wait in the store for the node
+				// its client connects to, which loads them then.
+				ps := b.statsFor(stats, ls.ID)
+				st.QueuedMessages += int(ps.Class(persistence.ClassQoS12).Count)
+				st.InflightMessages += int(ps.Class(persistence.ClassUnAck).Count)
+			}
 			w.sessions.Add(1)
 			w.ticks.Add(1)
 			return nil

@@ -191,7 +191,8 @@ func TestOpValidate(t *testing.T) {
 
 		{"KindZero", driver.Op{}, "unknown batch operation 0"},
 		{"FenceEpochZero", driver.Op{Kind: driver.OpFence, ID: "s"}, "epoch 0"},
-		{"KindUnknown", driver.Op{Kind: driver.OpFence + 1}, "unknown batch operation"},
+		{"NotifyBadChannel", driver.Op{Kind: driver.OpNotify, Channel: "A", Payload: "p"}, "notification channel"},
+		{"KindUnknown", driver.Op{Kind: driver.OpNotify + 1}, "unknown batch operation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
