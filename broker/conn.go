@@ -54,6 +54,9 @@ type conn struct {
 	keepDur  time.Duration
 	aliasOut uint16            // client's Topic Alias Maximum: aliases the writer may give
 	aliasIn  map[uint16]string // topic aliases the client set, by alias
+	pubRun   []*packet.Publish // the reader's run of buffered PUBLISH packets (publish_run.go)
+	pubIns   []fanIn           // handlePublishes' scratch
+	pubAcks  []inAck           // handlePublishes' scratch
 	out      chan outItem
 	outq     budget       // bytes in out (Limits.MaxConnQueueBytes)
 	outMu    sync.RWMutex // senders hold it for reading; the writer's exit for writing
@@ -142,6 +145,12 @@ func (c *conn) readLoop() {
 		if err != nil {
 			c.readError(err)
 			return
+		}
+		if pub, ok := p.(*packet.Publish); ok && runnable(pub) {
+			if !c.publishRun(pub, maxSize) {
+				return
+			}
+			continue
 		}
 		if !c.handle(p) {
 			return

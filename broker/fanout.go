@@ -48,12 +48,9 @@ type plan struct {
 // retained store, then fans out to every matching session. It returns Success or the
 // reason code for the publisher (UnspecifiedError when the store failed).
 func (b *Broker) publish(from string, msg *packet.Publish, expireAt time.Time, mark *incomingMark) packet.ReasonCode {
-	if msg.Retain {
-		if rc := b.retain(msg, expireAt); rc != packet.Success {
-			return rc
-		}
-	}
-	return b.fanOut(msg, expireAt, b.match(from, msg.Topic, msg.QoS), mark)
+	in := [1]fanIn{{msg: msg, expireAt: expireAt, mark: mark}}
+	b.publishAll(from, in[:])
+	return in[0].rc
 }
 
 // variants caches the wireMsg of each (QoS, RETAIN) variant of one message for
@@ -98,69 +95,9 @@ func (v *variants) build(qos byte, retain bool, ids []uint32) *wireMsg {
 // incoming mark go into ONE batch, committed before anything is sent and before
 // the publisher is acknowledged. msg is not changed and must not be afterwards.
 func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
-	// The sessions' pending acknowledgement deletes go first and every append
-	// after them, so that a driver sees one run of each (one statement each on
-	// PostgreSQL, whatever the number of sessions).
-	var batch, appends persistence.Batch
-	var planBuf [4]plan
-	plans := planBuf[:0]
-	vs := variants{msg: msg, expireAt: expireAt}
-	for i := range targets {
-		t := &targets[i]
-		m := vs.forTarget(t)
-		p, ok, err := b.planFor(t.s, m, t.share, &batch, &appends)
-		if err != nil {
-			b.log.Error("broker: cannot encode message", "topic", msg.Topic, "err", err)
-			b.undoPlans(plans)
-			return packet.ImplementationSpecific
-		}
-		if ok {
-			plans = append(plans, p)
-		}
-	}
-	if mark != nil {
-		mark.s.mu.Lock()
-		if mark.s.stored {
-			appends.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
-				PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(msg, mark.pid),
-			})
-		}
-		mark.s.mu.Unlock()
-	}
-	batch.Concat(&appends)
-	var seqs []uint64
-	if batch.Len() > 0 {
-		ctx, cancel := b.storeCtx()
-		began := time.Now()
-		var err error
-		seqs, err = b.sess.Apply(ctx, &batch)
-		b.observeStore(time.Since(began))
-		cancel()
-		if err != nil {
-			b.storageError("Sessions.Apply(publish)", msg.Topic, err)
-			b.undoPlans(plans)
-			return packet.UnspecifiedError
-		}
-	}
-	i := 0
-	for _, p := range plans {
-		var seq uint64
-		if p.append {
-			seq = seqs[i]
-			i++
-		}
-		b.commitPlan(p, seq)
-	}
-	if mark != nil {
-		var seq uint64
-		if i < len(seqs) {
-			seq = seqs[i]
-		}
-		mark.s.mu.Lock()
-		mark.s.incoming[mark.pid] = seq
-		mark.s.mu.Unlock()
-	}
-	return packet.Success
+	in := [1]fanIn{{msg: msg, expireAt: expireAt, targets: targets, mark: mark}}
+	b.fanOutAll(in[:])
+	return in[0].rc
 }
 
 // mustEncode encodes the incoming QoS 2 record; msg was decoded from the wire, so

@@ -1,0 +1,139 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/mqttstore/mqttstore/broker/packet"
+	"github.com/mqttstore/mqttstore/persistence"
+)
+
+// fanIn is one message of publishAll/fanOutAll and, in rc, its outcome. A
+// message whose rc is already set when fanOutAll is called is skipped.
+type fanIn struct {
+	msg      *packet.Publish
+	expireAt time.Time
+	targets  []target
+	mark     *incomingMark
+	rc       packet.ReasonCode
+	plans    [2]int // fanOutAll's plans of this message: plans[0]:plans[1]
+	markSeq  bool   // the mark has an append in the batch
+}
+
+// publishAll is publish for consecutive messages from one client, in order, with
+// one fan-out commit for all of them (publish_batch.go).
+func (b *Broker) publishAll(from string, ins []fanIn) {
+	for i := range ins {
+		in := &ins[i]
+		if in.msg.Retain {
+			if rc := b.retain(in.msg, in.expireAt); rc != packet.Success {
+				in.rc = rc
+				continue
+			}
+		}
+		in.targets = b.match(from, in.msg.Topic, in.msg.QoS)
+	}
+	b.fanOutAll(ins)
+}
+
+// fanOutAll is fanOut for several messages, in order, in one commit; each gets
+// its own rc.
+func (b *Broker) fanOutAll(ins []fanIn) {
+	// The sessions' pending acknowledgement deletes go first and every append
+	// after them, so that a driver sees one run of each (one statement each on
+	// PostgreSQL, whatever the number of sessions).
+	var batch, appends persistence.Batch
+	var planBuf [4]plan
+	plans := planBuf[:0]
+	for !b.planAll(ins, &plans, &batch, &appends) {
+		// A message could not be encoded (its rc says so): plan the others again
+		// without it.
+		b.undoPlans(plans)
+		plans = plans[:0]
+		batch.Reset()
+		appends.Reset()
+	}
+	batch.Concat(&appends)
+	var seqs []uint64
+	if batch.Len() > 0 {
+		ctx, cancel := b.storeCtx()
+		began := time.Now()
+		var err error
+		seqs, err = b.sess.Apply(ctx, &batch)
+		b.observeStore(time.Since(began))
+		cancel()
+		if err != nil {
+			b.storageError("Sessions.Apply(publish)", ins[0].msg.Topic, err)
+			b.undoPlans(plans)
+			for i := range ins {
+				if ins[i].rc == packet.Success {
+					ins[i].rc = packet.UnspecifiedError
+				}
+			}
+			return
+		}
+	}
+	i := 0
+	for k := range ins {
+		in := &ins[k]
+		if in.rc != packet.Success {
+			continue
+		}
+		for _, p := range plans[in.plans[0]:in.plans[1]] {
+			var seq uint64
+			if p.append {
+				seq = seqs[i]
+				i++
+			}
+			b.commitPlan(p, seq)
+		}
+		if mark := in.mark; mark != nil {
+			var seq uint64
+			if in.markSeq {
+				seq = seqs[i]
+				i++
+			}
+			mark.s.mu.Lock()
+			mark.s.incoming[mark.pid] = seq
+			mark.s.mu.Unlock()
+		}
+	}
+}
+
+// planAll plans every message of ins whose rc is Success (0) for each of its
+// targets, in order. It reports false, with that message's rc set, when a
+// message cannot be encoded for the store.
+func (b *Broker) planAll(ins []fanIn, plans *[]plan, batch, appends *persistence.Batch) bool {
+	for k := range ins {
+		in := &ins[k]
+		if in.rc != packet.Success {
+			continue
+		}
+		in.plans[0] = len(*plans)
+		vs := variants{msg: in.msg, expireAt: in.expireAt}
+		for i := range in.targets {
+			t := &in.targets[i]
+			p, ok, err := b.planFor(t.s, vs.forTarget(t), t.share, batch, appends)
+			if err != nil {
+				b.log.Error("broker: cannot encode message", "topic", in.msg.Topic, "err", err)
+				in.rc = packet.ImplementationSpecific
+				return false
+			}
+			if ok {
+				*plans = append(*plans, p)
+			}
+		}
+		in.plans[1] = len(*plans)
+		in.markSeq = false
+		if mark := in.mark; mark != nil {
+			mark.s.mu.Lock()
+			if mark.s.stored {
+				appends.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
+					PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(in.msg, mark.pid),
+				})
+				in.markSeq = true
+			}
+			mark.s.mu.Unlock()
+		}
+	}
+	return true
+}
