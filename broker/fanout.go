@@ -142,7 +142,7 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 			p := plan{kind: planInflight, s: s, f: f, m: m}
 			if s.stored {
 				p.acked = s.takeAcked(dels)
-				appends.PacketAppend(s.id, persistence.ClassUnAck, pp)
+				appends.PacketAppendShared(s.id, persistence.ClassUnAck, pp) // pp shares m's encoding, which nothing changes
 				p.append = true
 			}
 			return p, true, nil
@@ -174,7 +174,7 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 	s.pendingQ++
 	p := plan{kind: planQueue, s: s, m: m, share: share, size: size}
 	if s.stored {
-		appends.PacketAppend(s.id, persistence.ClassQoS12, pp)
+		appends.PacketAppendShared(s.id, persistence.ClassQoS12, pp)
 		p.append = true
 	}
 	return p, true, nil
@@ -233,6 +233,8 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 		s.queuedBytes += int64(p.size)
 		if !s.stored {
 			s.memQueue = append(s.memQueue, queuedMsg{m: p.m, share: p.share, size: p.size})
+		} else if c != nil {
+			c.keepQueued(seq, p.m)
 		}
 		s.mu.Unlock()
 		if c != nil {

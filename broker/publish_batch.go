@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -22,6 +23,7 @@ type fanIn struct {
 // publishAll is publish for consecutive messages from one client, in order, with
 // one fan-out commit for all of them (publish_batch.go).
 func (b *Broker) publishAll(from string, ins []fanIn) {
+	var prev *fanIn
 	for i := range ins {
 		in := &ins[i]
 		if in.msg.Retain {
@@ -30,10 +32,21 @@ func (b *Broker) publishAll(from string, ins []fanIn) {
 				continue
 			}
 		}
-		in.targets = b.match(from, in.msg.Topic, in.msg.QoS)
+		if prev != nil && prev.msg.Topic == in.msg.Topic && prev.msg.QoS == in.msg.QoS && !anyShared(prev.targets) {
+			// The same subscribers: a run is routed as of one moment. Not
+			// for shared subscriptions, whose member is chosen per message.
+			in.targets = prev.targets
+		} else {
+			in.targets = b.match(from, in.msg.Topic, in.msg.QoS)
+		}
+		prev = in
 	}
 	b.fanOutAll(ins)
 }
+
+// batchPool keeps fanOutAll's batches, which the store does not keep after Apply,
+// so that their operation slices are not grown again for every message.
+var batchPool = sync.Pool{New: func() any { return new(persistence.Batch) }}
 
 // fanOutAll is fanOut for several messages, in order, in one commit; each gets
 // its own rc.
@@ -41,10 +54,15 @@ func (b *Broker) fanOutAll(ins []fanIn) {
 	// The sessions' pending acknowledgement deletes go first and every append
 	// after them, so that a driver sees one run of each (one statement each on
 	// PostgreSQL, whatever the number of sessions).
-	var batch, appends persistence.Batch
+	batch := batchPool.Get().(*persistence.Batch)
+	defer func() {
+		batch.Reset()
+		batchPool.Put(batch)
+	}()
+	var appends persistence.Batch
 	var planBuf [4]plan
 	plans := planBuf[:0]
-	for !b.planAll(ins, &plans, &batch, &appends) {
+	for !b.planAll(ins, &plans, batch, &appends) {
 		// A message could not be encoded (its rc says so): plan the others again
 		// without it.
 		b.undoPlans(plans)
@@ -58,7 +76,7 @@ func (b *Broker) fanOutAll(ins []fanIn) {
 		ctx, cancel := b.storeCtx()
 		began := time.Now()
 		var err error
-		seqs, err = b.sess.Apply(ctx, &batch)
+		seqs, err = b.sess.Apply(ctx, batch)
 		b.observeStore(time.Since(began))
 		cancel()
 		if err != nil {
@@ -136,4 +154,13 @@ func (b *Broker) planAll(ins []fanIn, plans *[]plan, batch, appends *persistence
 		}
 	}
 	return true
+}
+
+func anyShared(ts []target) bool {
+	for i := range ts {
+		if ts[i].share != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -170,6 +170,9 @@ func (c *conn) ackPublish(a inAck, rc packet.ReasonCode) bool {
 			c.close(dispLost, 0)
 			return false
 		}
+		if rc == packet.Success {
+			return c.sendItem(outItem{ack: ackPuback, pid: a.pid}, false) // no Puback to allocate
+		}
 		return c.sendPacket(&packet.Puback{PacketID: a.pid, ReasonCode: rc})
 	default:
 		if storageFailed && !v5 {

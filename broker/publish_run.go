@@ -78,3 +78,18 @@ func nextRunnable(br *bufio.Reader) bool {
 	}
 	return false
 }
+
+// bufferedPuback reads a successful PUBACK without properties (four bytes, the
+// same in every version) when br holds one at its start.
+func bufferedPuback(br *bufio.Reader) (uint16, bool) {
+	if br.Buffered() < 4 {
+		return 0, false
+	}
+	h, _ := br.Peek(4)
+	pid := uint16(h[2])<<8 | uint16(h[3])
+	if h[0] != ackPuback || h[1] != 2 || pid == 0 {
+		return 0, false // anything else, packet id 0 included, is ReadPacket's
+	}
+	br.Discard(4)
+	return pid, true
+}
