@@ -157,6 +157,13 @@ start() {
   BROKER_PID=$!
   START_NS=$(date +%s%N)
   load -phase wait -since "$START_NS" -timeout 120s >/dev/null
+  # A broker that could not bind its port has exited, and whatever answered on the
+  # port is someone else's: stop rather than measure it.
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    log "$name exited at start (see $logf):"
+    tail -3 "$logf" >&2
+    exit 1
+  fi
 }
 
 # stop: SIGTERM and wait (a clean shutdown; Mosquitto saves its state here).
