@@ -14,6 +14,8 @@
 # S2_DRAIN_MAX (45s), S3_PUBLISH_MAX (25s), S3_DRAIN_MAX (45s).
 # BENCH_WORK: directory for binaries, stores, logs and results (default a new /tmp dir).
 # BENCH_PROFILE=1: CPU profile of our broker (bolt) under scenario 1, summarised.
+# BENCH_GOGC: GOGC for every Go broker (ours, Mochi), e.g. 400; unset: Go's default (100).
+# SCENARIOS ("1 2 3 4"), BROKERS (below) and S1_EXTRA select what runs.
 # TABLES_ONLY=1: print the tables of an earlier run's $BENCH_WORK/results.jsonl again.
 # MQTTSTORE_POSTGRES_DSN: use this PostgreSQL server (a fresh schema per run) instead
 # of a container from ${MQTTSTORE_POSTGRES_IMAGE:-mqttstore/postgres:15-local}.
@@ -50,12 +52,18 @@ if [ "${TABLES_ONLY:-0}" = 1 ]; then
 else
   : >"$RESULTS"
   date -u +'%Y-%m-%d %H:%M UTC' >"$WORK/started"
+  cut -d' ' -f1-3 /proc/loadavg >"$WORK/load"
 fi
 BIN=$WORK/bin
 PORT_OURS=${PORT_OURS:-18831}
 PORT_MOSQ=${PORT_MOSQ:-18832}
 PORT_MOCHI=${PORT_MOCHI:-18833}
 PORT_PG=${PORT_PG:-18834}
+
+# GORUN prefixes a Go broker's command: BENCH_GOGC as its GOGC, if set (env execs
+# the broker, so $! is still the broker's pid).
+GORUN=(env)
+if [ -n "${BENCH_GOGC:-}" ]; then GORUN=(env "GOGC=$BENCH_GOGC"); fi
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -108,12 +116,12 @@ start() {
       ;;
     mochi-bolt | mochi-badger)
       ADDR=127.0.0.1:$PORT_MOCHI
-      "$BIN/mochi" -listen "$ADDR" -storage "${name#mochi-}" -path "$dir/store" -max-inflight 65535 >>"$logf" 2>&1 &
+      "${GORUN[@]}" "$BIN/mochi" -listen "$ADDR" -storage "${name#mochi-}" -path "$dir/store" -max-inflight 65535 >>"$logf" 2>&1 &
       ;;
     mochi-ours)
       # Mochi with the mqttstore hook (adapters/mochi) on our bolt driver.
       ADDR=127.0.0.1:$PORT_MOCHI
-      "$BIN/mochistore" -listen "$ADDR" -store "bolt://$dir/store.db?sync=${MOCHI_OURS_SYNC:-always}" -max-inflight 65535 >>"$logf" 2>&1 &
+      "${GORUN[@]}" "$BIN/mochistore" -listen "$ADDR" -store "bolt://$dir/store.db?sync=${MOCHI_OURS_SYNC:-always}" -max-inflight 65535 >>"$logf" 2>&1 &
       ;;
     *)
       ADDR=127.0.0.1:$PORT_OURS
@@ -129,13 +137,20 @@ start() {
           url=$(pg_url "$(cat "$dir/schema")")
           ;;
       esac
-      "$BIN/demo" -listen "$ADDR" -store "$url" -log-level warn \
+      "${GORUN[@]}" "$BIN/demo" -listen "$ADDR" -store "$url" -log-level warn \
         -max-queued "$((S2_COUNT + 1000))" -max-queued-bytes $((1 << 30)) "$@" >>"$logf" 2>&1 &
       ;;
   esac
   BROKER_PID=$!
   START_NS=$(date +%s%N)
   load -phase wait -since "$START_NS" -timeout 120s >/dev/null
+  # A broker that could not bind its port has exited, and whatever answered on the
+  # port is someone else's: stop rather than measure it.
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    log "$name exited at start (see $logf):"
+    tail -3 "$logf" >&2
+    exit 1
+  fi
 }
 
 # stop: SIGTERM and wait (a clean shutdown; Mosquitto saves its state here).
@@ -287,6 +302,8 @@ fi
 MOSQ_RATE=$(jq -r 'select(.scenario == "1" and .broker == "mosquitto") | .msgs_per_s' "$RESULTS" | head -1)
 {
   echo "## bench/run.sh — started $(cat "$WORK/started" 2>/dev/null || echo '?'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+  echo
+  echo "Load average at the start: $(cat "$WORK/load" 2>/dev/null || echo '?'); at the end: $(cut -d' ' -f1-3 /proc/loadavg). GOGC of the Go brokers: ${BENCH_GOGC:-default (100)}"
   echo
   echo "Sizes: S1_COUNT=$S1_COUNT S2_COUNT=$S2_COUNT S3_SESSIONS=$S3_SESSIONS S3_QUEUED=$S3_QUEUED S4_DURATION=${S4_DURATION}s S4_KILLS=$S4_KILLS PUBS=$PUBS SUBS=$SUBS"
   table 1 "steady state, $PUBS publishers → $SUBS persistent subscribers, QoS 1, 256 B, $S1_COUNT messages" \

@@ -54,13 +54,19 @@ type conn struct {
 	keepDur  time.Duration
 	aliasOut uint16            // client's Topic Alias Maximum: aliases the writer may give
 	aliasIn  map[uint16]string // topic aliases the client set, by alias
-	out      chan outItem
-	outq     budget       // bytes in out (Limits.MaxConnQueueBytes)
-	outMu    sync.RWMutex // senders hold it for reading; the writer's exit for writing
-	outDead  bool         // the writer has exited and drained out; guarded by outMu
-	kick     chan struct{}
-	done     chan struct{} // closed when the connection starts closing
-	finished chan struct{} // closed when the session is detached and goroutines ended
+	pubRun   []*packet.Publish // the reader's run of buffered PUBLISH packets (publish_run.go)
+	pubIns   []fanIn           // handlePublishes' scratch
+	pubAcks  []inAck           // handlePublishes' scratch
+	// queuedMsgs keeps the messages of the session's queue by record sequence
+	// number (queued_cache.go); guarded by sess.mu.
+	queuedMsgs map[uint64]*wireMsg
+	out        chan outItem
+	outq       budget       // bytes in out (Limits.MaxConnQueueBytes)
+	outMu      sync.RWMutex // senders hold it for reading; the writer's exit for writing
+	outDead    bool         // the writer has exited and drained out; guarded by outMu
+	kick       chan struct{}
+	done       chan struct{} // closed when the connection starts closing
+	finished   chan struct{} // closed when the session is detached and goroutines ended
 
 	closeOnce sync.Once
 	dispMu    sync.Mutex
@@ -138,10 +144,23 @@ func (c *conn) readLoop() {
 			// not keep a connection open.
 			c.nc.SetReadDeadline(time.Now().Add(deadline))
 		}
+		if pid, ok := bufferedPuback(c.br); ok {
+			// The subscriber's side of every QoS 1 message: no decoding, no allocation.
+			if !c.handlePuback(&packet.Puback{PacketID: pid}) {
+				return
+			}
+			continue
+		}
 		p, err := packet.ReadPacket(c.br, c.version, maxSize)
 		if err != nil {
 			c.readError(err)
 			return
+		}
+		if pub, ok := p.(*packet.Publish); ok && runnable(pub) {
+			if !c.publishRun(pub, maxSize) {
+				return
+			}
+			continue
 		}
 		if !c.handle(p) {
 			return

@@ -269,6 +269,7 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	}
 	for _, p := range page {
 		size += int64(len(p.Data))
+		m := c.queuedMsg(p)
 		if p.Expired(now) {
 			b.stats.dropped.Add(1)
 			continue
@@ -279,10 +280,10 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		}
 		pid := s.allocPID()
 		p.Seq, p.PacketID = 0, pid // p is the iteration's copy, ours to keep
-		f := &flight{pid: pid, qos: p.QoS, pkt: p, msg: wireFromStored(p), reserved: true}
+		f := &flight{pid: pid, qos: p.QoS, pkt: p, msg: m, reserved: true}
 		s.inflight[pid] = f
 		moved = append(moved, f)
-		batch.PacketAppend(s.id, persistence.ClassUnAck, p)
+		batch.PacketAppendShared(s.id, persistence.ClassUnAck, p) // the iteration's copy, not changed again
 	}
 	s.mu.Unlock()
 	ctx, cancel = b.storeCtx()

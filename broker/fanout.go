@@ -50,12 +50,9 @@ type plan struct {
 // retained store, then fans out to every matching session. It returns Success or the
 // reason code for the publisher (UnspecifiedError when the store failed).
 func (b *Broker) publish(from string, msg *packet.Publish, expireAt time.Time, mark *incomingMark) packet.ReasonCode {
-	if msg.Retain {
-		if rc := b.retain(msg, expireAt); rc != packet.Success {
-			return rc
-		}
-	}
-	return b.fanOut(msg, expireAt, b.match(from, msg.Topic, msg.QoS), mark)
+	in := [1]fanIn{{msg: msg, expireAt: expireAt, mark: mark}}
+	b.publishAll(from, in[:])
+	return in[0].rc
 }
 
 // variants caches the wireMsg of each (QoS, RETAIN) variant of one message for
@@ -100,130 +97,9 @@ func (v *variants) build(qos byte, retain bool, ids []uint32) *wireMsg {
 // incoming mark go into ONE batch, committed before anything is sent and before
 // the publisher is acknowledged. msg is not changed and must not be afterwards.
 func (b *Broker) fanOut(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) packet.ReasonCode {
-	rc, fenced := b.fanOutOnce(msg, expireAt, targets, mark)
-	if fenced == nil {
-		return rc
-	}
-	// Cluster mode: a session this node served was taken by another node since
-	// it planned; those it lost are dropped (lostTo), then the rest is tried again,
-	// the lost sessions now getting the message in their stored queue.
-	ctx, cancel := b.storeCtx()
-	defer cancel()
-	for _, s := range fenced {
-		s.mu.Lock()
-		own := s.own
-		s.mu.Unlock()
-		if own.Epoch == 0 {
-			continue
-		}
-		cur, err := b.sess.Owner(ctx, s.id)
-		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
-			b.storageError("Sessions.Owner", s.id, err)
-			return packet.UnspecifiedError
-		}
-		if cur.Epoch != own.Epoch {
-			b.lostSession(s, "publish", persistence.ErrFenced)
-			if mark != nil && mark.s == s {
-				return packet.UnspecifiedError // the publisher's own session moved
-			}
-		}
-	}
-	rc, fenced = b.fanOutOnce(msg, expireAt, targets, mark)
-	if fenced != nil {
-		return packet.UnspecifiedError
-	}
-	return rc
-}
-
-// fanOutOnce is one attempt of fanOut; on persistence.ErrFenced it returns the
-// sessions whose fences the batch carried.
-func (b *Broker) fanOutOnce(msg *packet.Publish, expireAt time.Time, targets []target, mark *incomingMark) (packet.ReasonCode, []*session) {
-	// The sessions' pending acknowledgement deletes go first and every append
-	// after them, so that a driver sees one run of each (one statement each on
-	// PostgreSQL, whatever the number of sessions).
-	var batch, appends persistence.Batch
-	var planBuf [4]plan
-	plans := planBuf[:0]
-	vs := variants{msg: msg, expireAt: expireAt}
-	for i := range targets {
-		t := &targets[i]
-		m := vs.forTarget(t)
-		p, ok, err := b.planFor(t.s, m, t.share, &batch, &appends)
-		if err != nil {
-			b.log.Error("broker: cannot encode message", "topic", msg.Topic, "err", err)
-			b.undoPlans(plans)
-			return packet.ImplementationSpecific, nil
-		}
-		if ok {
-			plans = append(plans, p)
-		}
-	}
-	var fenced []*session
-	var remote []string
-	for _, p := range plans {
-		switch {
-		case p.kind == planRemote:
-			remote = append(remote, p.s.id)
-		case p.fenced:
-			fenced = append(fenced, p.s)
-		}
-	}
-	if mark != nil {
-		mark.s.mu.Lock()
-		if mark.s.stored && mark.pid != 0 {
-			appends.PacketAppend(mark.s.id, persistence.ClassIncoming, &persistence.PersistedPacket{
-				PacketID: mark.pid, QoS: 2, ProtocolVersion: packet.Version5, Data: b.mustEncode(msg, mark.pid),
-			})
-		}
-		if b.cl != nil && mark.s.own.Epoch != 0 {
-			batch.Fence(mark.s.own)
-			fenced = append(fenced, mark.s)
-		}
-		mark.s.mu.Unlock()
-		if mark.after != nil {
-			appends.Concat(mark.after)
-		}
-	}
-	batch.Concat(&appends)
-	wakeNotes(&batch, remote) // cluster.go
-	var seqs []uint64
-	if batch.Len() > 0 {
-		ctx, cancel := b.storeCtx()
-		began := time.Now()
-		var err error
-		seqs, err = b.sess.Apply(ctx, &batch)
-		b.observeStore(time.Since(began))
-		cancel()
-		if err != nil {
-			b.undoPlans(plans)
-			if errors.Is(err, persistence.ErrFenced) && len(fenced) > 0 {
-				return packet.UnspecifiedError, fenced
-			}
-			b.storageError("Sessions.Apply(publish)", msg.Topic, err)
-			return packet.UnspecifiedError, nil
-		}
-	}
-	i := 0
-	for _, p := range plans {
-		var seq uint64
-		if p.append {
-			seq = seqs[i]
-			i++
-		}
-		b.commitPlan(p, seq)
-	}
-	if mark != nil {
-		var seq uint64
-		if i < len(seqs) {
-			seq = seqs[i]
-		}
-		if mark.pid != 0 {
-			mark.s.mu.Lock()
-			mark.s.incoming[mark.pid] = seq
-			mark.s.mu.Unlock()
-		}
-	}
-	return packet.Success, nil
+	in := [1]fanIn{{msg: msg, expireAt: expireAt, targets: targets, mark: mark}}
+	b.fanOutAll(in[:])
+	return in[0].rc
 }
 
 // mustEncode encodes the incoming QoS 2 record; msg was decoded from the wire, so
@@ -282,7 +158,7 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 			p := plan{kind: planInflight, s: s, f: f, m: m}
 			if s.stored {
 				p.acked = s.takeAcked(dels)
-				appends.PacketAppend(s.id, persistence.ClassUnAck, pp)
+				appends.PacketAppendShared(s.id, persistence.ClassUnAck, pp) // pp shares m's encoding, which nothing changes
 				p.append = true
 				if b.cl != nil {
 					b.fence(s, dels)
@@ -318,7 +194,7 @@ func (b *Broker) planFor(s *session, m *wireMsg, share *shareGroup, dels, append
 	s.pendingQ++
 	p := plan{kind: planQueue, s: s, m: m, share: share, size: size}
 	if s.stored {
-		appends.PacketAppend(s.id, persistence.ClassQoS12, pp)
+		appends.PacketAppendShared(s.id, persistence.ClassQoS12, pp)
 		p.append = true
 	}
 	return p, true, nil
@@ -379,6 +255,9 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 		if s.stored {
 			s.queued++
 			s.queuedBytes += int64(p.size)
+			if c != nil {
+				c.keepQueued(seq, p.m)
+			}
 		} else if !b.queueInMemory(s, queuedMsg{m: p.m, share: p.share, size: p.size}) {
 			c = nil
 		}

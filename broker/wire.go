@@ -155,13 +155,16 @@ func publishPIDOffset(b []byte) (int, error) {
 	return off, nil
 }
 
+// ackPuback is the first byte of a PUBACK, as outItem.ack.
+const ackPuback = 0x40
+
 // shortAck returns the first byte of p when p is an acknowledgement that is
 // encoded in four bytes (success, no properties) the same way in every version,
 // so the writer can write it without an encoded copy.
 func shortAck(p packet.Packet) (byte, uint16, bool) {
 	switch p := p.(type) {
 	case *packet.Puback:
-		return 0x40, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
+		return ackPuback, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
 	case *packet.Pubrec:
 		return 0x50, p.PacketID, p.ReasonCode == 0 && emptyAckProps(&p.Properties)
 	case *packet.Pubrel:

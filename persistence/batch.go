@@ -51,6 +51,16 @@ func (b *Batch) PacketAppend(id string, class PacketClass, p *PersistedPacket) *
 	return b
 }
 
+// PacketAppendShared is PacketAppend without the copy: the batch keeps p itself,
+// so neither p nor p.Data may change until Apply has returned. A broker that
+// hands the same immutable encoding to the store and to its clients uses it to
+// save a copy per message.
+func (b *Batch) PacketAppendShared(id string, class PacketClass, p *PersistedPacket) *Batch {
+	b.ops = append(b.ops, driver.Op{Kind: driver.OpPacketAppend, ID: id, Class: class, Packet: p})
+	b.appends++
+	return b
+}
+
 // PacketUpdate adds Sessions.PacketUpdate(id, class, p).
 func (b *Batch) PacketUpdate(id string, class PacketClass, p *PersistedPacket) *Batch {
 	b.ops = append(b.ops, driver.Op{Kind: driver.OpPacketUpdate, ID: id, Class: class, Packet: p.Clone()})
