@@ -23,7 +23,7 @@ import (
 )
 
 // The child-process side of TestDiskFullOtherWriter: when childEnv names a
-// store, the test binary is a writer that appends kvtest.Payload(i) to session
+// store, TestHelperDiskFullWriter makes the test binary a writer that appends kvtest.Payload(i) to session
 // "s" and reports every outcome on stdout ("ok i", "full", or "err ..." and
 // exit status 3), until it has childMax acknowledged or its stdin closes.
 const (
@@ -33,11 +33,12 @@ const (
 	childMemory = "?memory=low&sync=always"
 )
 
-func TestMain(m *testing.M) {
+// TestHelperDiskFullWriter is the child process of TestDiskFullOtherWriter
+// (see diskFullChild); without childEnv it does nothing.
+func TestHelperDiskFullWriter(t *testing.T) {
 	if dsn := os.Getenv(childEnv); dsn != "" {
 		os.Exit(diskFullChild(dsn))
 	}
-	os.Exit(m.Run())
 }
 
 func diskFullChild(dsn string) int {
@@ -107,7 +108,7 @@ type writer struct {
 // startWriter runs the test binary as a writer on dsn (see diskFullChild).
 func startWriter(ctx context.Context, t *testing.T, dsn string, limit int, noCheck bool) *writer {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperDiskFullWriter$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+dsn, childMax+"="+strconv.Itoa(limit))
 	if noCheck {
 		cmd.Env = append(cmd.Env, childNoChk+"=1")

@@ -38,7 +38,8 @@
 //     space cannot be had. So another process that fills the disk to the last
 //     byte after the check does not kill the writer: the log's pages exist. This
 //     takes 4 × the memtable size of disk (64 MiB with memory=low, 256 MiB with
-//     memory=default);
+//     memory=default), and at sync=none about 30% of a single writer's append
+//     rate on ext4 (BENCH.md);
 //   - gives the next log's space back just before Badger, closing, writes its
 //     memtable to a table, so a store closed on a full disk has room for that.
 //

@@ -37,8 +37,9 @@ import (
 // SIGBUS.
 type logSpace struct {
 	dir  string
-	size int64 // Badger's log file size: 2 × MemTableSize
-	next int   // the fid of the spare log file
+	size int64  // Badger's log file size: 2 × MemTableSize
+	next int    // the fid of the spare log file
+	path string // its path
 }
 
 // logFile is the path of log fid, named as Badger names it.
@@ -107,19 +108,19 @@ func (l *logSpace) start() error {
 			return l.fullErr(l.logFile(cur), err)
 		}
 	}
-	l.next = cur + 1
+	l.setNext(cur + 1)
 	return l.spare()
 }
 
 // ensure makes sure the spare log exists before a write: once Badger has taken
 // it (it is no longer empty), the one after it is created.
 func (l *logSpace) ensure() error {
-	fi, err := os.Stat(l.logFile(l.next))
+	fi, err := os.Stat(l.path)
 	switch {
 	case err == nil && fi.Size() == 0:
 		return nil
 	case err == nil:
-		l.next++
+		l.setNext(l.next + 1)
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("badger: %w", err)
 	}
@@ -129,7 +130,7 @@ func (l *logSpace) ensure() error {
 // spare creates the file of log l.next, empty, with l.size bytes allocated
 // beyond its end.
 func (l *logSpace) spare() error {
-	p := l.logFile(l.next)
+	p := l.path
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil // Badger's own, or ours: ensure looks at it next time
@@ -150,10 +151,14 @@ func (l *logSpace) spare() error {
 
 // close removes the spare log.
 func (l *logSpace) close() {
-	p := l.logFile(l.next)
-	if fi, err := os.Stat(p); err == nil && fi.Size() == 0 {
-		os.Remove(p)
+	if fi, err := os.Stat(l.path); err == nil && fi.Size() == 0 {
+		os.Remove(l.path)
 	}
+}
+
+// setNext makes fid the spare log's.
+func (l *logSpace) setNext(fid int) {
+	l.next, l.path = fid, l.logFile(fid)
 }
 
 func (l *logSpace) fullErr(file string, err error) error {
