@@ -368,6 +368,13 @@ func (b *Broker) fence(s *session, batch *persistence.Batch) {
 	}
 }
 
+// lookup returns the session known as id, or nil.
+func (b *Broker) lookup(id string) *session {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.sessions[id]
+}
+
 // remoteSession returns the routing-only session for id, creating it.
 func (b *Broker) remoteSession(id string) *session {
 	b.mu.Lock()
@@ -388,9 +395,7 @@ func (b *Broker) reloadRemote(id string) {
 	defer cancel()
 	subs, err := b.sess.SubscriptionsLoad(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
-		b.mu.RLock()
-		s := b.sessions[id]
-		b.mu.RUnlock()
+		s := b.lookup(id)
 		if s == nil {
 			return
 		}
@@ -445,9 +450,7 @@ func (b *Broker) setOwner(id, node string, online bool) {
 // as MQTT requires for a takeover, with no will and no write (they would be
 // fenced) — and keeps only its subscriptions, for routing.
 func (b *Broker) lostTo(id, node string, epoch uint64, online bool) {
-	b.mu.RLock()
-	s := b.sessions[id]
-	b.mu.RUnlock()
+	s := b.lookup(id)
 	if s == nil {
 		s = b.remoteSession(id)
 	}
@@ -503,9 +506,7 @@ func (b *Broker) lostSession(s *session, op string, err error) {
 // wakeOwned makes the pump of an owned, connected session count its stored queue
 // again: another node appended to it.
 func (b *Broker) wakeOwned(id string) {
-	b.mu.RLock()
-	s := b.sessions[id]
-	b.mu.RUnlock()
+	s := b.lookup(id)
 	if s == nil {
 		return
 	}

@@ -94,9 +94,7 @@ func (b *Broker) runExpiry(ctx context.Context) (wills, expired int) {
 // the latest when the session ends), then, if its expiry passed, it is deleted with
 // everything it owns in one store call.
 func (b *Broker) expireOne(id string, e persistence.SessionExpiry, now time.Time) (willFired, removed bool) {
-	b.mu.RLock()
-	s := b.sessions[id]
-	b.mu.RUnlock()
+	s := b.lookup(id)
 	expDue := !e.ExpireAt.IsZero() && !now.Before(e.ExpireAt)
 	if b.cl != nil {
 		return b.expireClustered(id, s, expDue, e, now) // cluster_expiry.go
