@@ -122,6 +122,17 @@ func buildBrokerStore(t testing.TB, st *persistence.Store) {
 	expect[*packet.Suback](q)
 	q.send(&packet.Disconnect{})
 	_ = q.c.Close()
+	offline := func(connected int64) { // the broker has finished with the closed connection
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for b.Stats().Connected != connected {
+			if time.Now().After(deadline) {
+				t.Fatalf("still %d clients connected after 30s, want %d", b.Stats().Connected, connected)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	offline(0) // "queued" is offline before anything is published to it
 
 	// A 3.1.1 persistent session that receives QoS 1 messages and never acknowledges.
 	f := dialRaw(t, addr, &packet.Connect{ProtocolVersion: 4, ClientID: "inflight", KeepAlive: 60})
