@@ -142,10 +142,18 @@ func TestSharedSubscriptions(t *testing.T) {
 		// each member sees is a live message.
 		per := collectShared(t, []member{v5member("a", a), v5member("b", b5), v3member("c3", c3)}, want,
 			func(s string) { p.pub(t, "sh/x", 1, false, s) })
+		// Members take turns; a turn skips a member that cannot take the message
+		// at once (a connection whose delivery has not started yet, on a loaded
+		// machine), so a share may be off by a few.
+		total := 0
 		for _, name := range []string{"a", "b", "c3"} {
-			if per[name] != n/3 {
-				t.Errorf("member %s got %d messages, want %d (members take turns)", name, per[name], n/3)
+			total += per[name]
+			if d := per[name] - n/3; d < -3 || d > 3 {
+				t.Errorf("member %s got %d messages, want %d±3 (members take turns)", name, per[name], n/3)
 			}
+		}
+		if total != n {
+			t.Errorf("the members got %d messages in all, want %d", total, n)
 		}
 	})
 }
