@@ -296,8 +296,12 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		return false
 	}
 	s.queued -= len(page)
-	s.queuedBytes -= size
-	if s.queued < 0 || s.queuedBytes < 0 {
+	// The bytes of a queue counted with PacketCount (restored without packet
+	// statistics, or claimed in cluster mode after another node appended to it)
+	// are not known and start at 0: that is no disagreement with the store to
+	// recount (which would cost a count query per move), only the count is.
+	s.queuedBytes = max(s.queuedBytes-size, 0)
+	if s.queued < 0 {
 		b.recountQueue(s)
 	}
 	for i, f := range moved {
