@@ -58,7 +58,7 @@ func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
 		case driver.OpPacketAppend:
 			switch {
 			case n == 1:
-				stmts = append(stmts, appendStmt(op.ID, op.Class, op.Packet, &seqs[nextSeq]))
+				stmts = append(stmts, appendStmt(op.ID, op.Class, op.Packet, seqs[nextSeq:nextSeq+1]))
 			case oneSession(run):
 				stmts = append(stmts, appendsStmt(op.ID, run, seqs[nextSeq:nextSeq+n]))
 			default:
