@@ -78,25 +78,8 @@ func TestGroupCommitOutcomes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
+	if !checkQueues(t, errs, ss, seqs, 2) {
 		return
-	}
-	for w := 0; w < writers; w += 2 {
-		id := fmt.Sprintf("s%02d", w)
-		var got []uint64
-		if err := ss.PacketsForEach(ctx, id, persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
-			got = append(got, pk.Seq)
-			return false, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(seqs[w]) {
-			t.Fatalf("%s: stored seqs %v, acknowledged %v", id, got, seqs[w])
-		}
 	}
 	n, err := rs.Count(ctx)
 	if want := uint64(writers-writers/16) * rounds; err != nil || n != want {
@@ -169,25 +152,8 @@ func TestGroupFencedPacketWrites(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
+	if !checkQueues(t, errs, ss, seqs, 1) {
 		return
-	}
-	for w := range writers {
-		id := fmt.Sprintf("s%02d", w)
-		var got []uint64
-		if err := ss.PacketsForEach(ctx, id, persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
-			got = append(got, pk.Seq)
-			return false, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(seqs[w]) {
-			t.Fatalf("%s: stored seqs %v, want %v (the last round's)", id, got, seqs[w])
-		}
 	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
@@ -198,4 +164,33 @@ func TestGroupFencedPacketWrites(t *testing.T) {
 	if most < 2 {
 		t.Errorf("no commit carried more than one Apply (%d commits): nothing was merged", len(obs.commits))
 	}
+}
+
+// checkQueues reports the writers' errors, closing errs, then checks that the
+// ClassQoS12 queue of every step-th session sNN holds exactly seqs[NN], in order.
+// It reports whether the test goes on.
+func checkQueues(t *testing.T, errs chan error, ss *persistence.Sessions, seqs [][]uint64, step int) bool {
+	t.Helper()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return false
+	}
+	ctx := testCtx(t, time.Minute)
+	for w := 0; w < len(seqs); w += step {
+		id := fmt.Sprintf("s%02d", w)
+		var got []uint64
+		if err := ss.PacketsForEach(ctx, id, persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
+			got = append(got, pk.Seq)
+			return false, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(seqs[w]) {
+			t.Fatalf("%s: stored seqs %v, want %v (what the writes returned)", id, got, seqs[w])
+		}
+	}
+	return true
 }
