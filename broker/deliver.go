@@ -230,16 +230,7 @@ func (b *Broker) pump(c *conn) {
 // reports whether the pump should go on.
 func (b *Broker) pumpStored(c *conn, room int) bool {
 	s := c.sess
-	page := make([]*persistence.PersistedPacket, 0, room)
-	ctx, cancel := b.storeCtx()
-	err := b.sess.PacketsForEach(ctx, s.id, persistence.ClassQoS12, func(p *persistence.PersistedPacket) (bool, error) {
-		page = append(page, p)
-		if len(page) >= room {
-			return false, persistence.ErrStopIteration
-		}
-		return false, nil
-	})
-	cancel()
+	page, err := b.queuePage(c, room)
 	if err != nil {
 		b.storageError("PacketsForEach(QoS12)", s.id, err)
 		c.close(dispLost, packet.UnspecifiedError)
@@ -286,7 +277,7 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		batch.PacketAppendShared(s.id, persistence.ClassUnAck, p) // the iteration's copy, not changed again
 	}
 	s.mu.Unlock()
-	ctx, cancel = b.storeCtx()
+	ctx, cancel := b.storeCtx()
 	seqs, err := b.sess.Apply(ctx, &batch)
 	cancel()
 	s.mu.Lock()
@@ -305,12 +296,19 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		return false
 	}
 	s.queued -= len(page)
-	s.queuedBytes -= size
-	if s.queued < 0 || s.queuedBytes < 0 {
+	// The bytes of a queue counted with PacketCount (restored without packet
+	// statistics, or claimed in cluster mode after another node appended to it)
+	// are not known and start at 0: that is no disagreement with the store to
+	// recount (which would cost a count query per move), only the count is.
+	s.queuedBytes = max(s.queuedBytes-size, 0)
+	if s.queued < 0 {
 		b.recountQueue(s)
 	}
 	for i, f := range moved {
 		f.seq, f.reserved = seqs[i], false
+	}
+	if s.queued > 0 && s.conn == c {
+		s.ahead = b.readAhead(c, min(c.window, s.queued, pumpPage))
 	}
 	s.mu.Unlock()
 	for _, p := range qos0 {

@@ -25,8 +25,8 @@ func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
 		}
 	}
 	seqs := make([]int64, appends)
-	if dels, apps, ok := moveRuns(ops); ok {
-		if err := c.write(ctx, moveStmt(dels, apps, seqs)); err != nil {
+	if packetWriteRuns(ops) {
+		if err := c.write(ctx, packetWriteStmt(ops, seqs)); err != nil {
 			return nil, err
 		}
 		return seqsOut(seqs), nil
@@ -58,7 +58,7 @@ func (c *conn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error) {
 		case driver.OpPacketAppend:
 			switch {
 			case n == 1:
-				stmts = append(stmts, appendStmt(op.ID, op.Class, op.Packet, &seqs[nextSeq]))
+				stmts = append(stmts, appendStmt(op.ID, op.Class, op.Packet, seqs[nextSeq:nextSeq+1]))
 			case oneSession(run):
 				stmts = append(stmts, appendsStmt(op.ID, run, seqs[nextSeq:nextSeq+n]))
 			default:
@@ -138,68 +138,6 @@ func seqsOut(seqs []int64) []uint64 {
 	}
 	return out
 }
-
-// moveRuns splits ops when they are packet deletes followed by packet appends, at
-// least one of each, all on one session: what a broker commits when it moves a
-// page of a queue in flight (deleting it from the queue, appending it to the
-// in-flight class, and deleting the acknowledged packets on the way).
-func moveRuns(ops []driver.Op) (dels, apps []driver.Op, ok bool) {
-	i := 0
-	for i < len(ops) && ops[i].Kind == driver.OpPacketDelete && ops[i].ID == ops[0].ID {
-		i++
-	}
-	j := i
-	for j < len(ops) && ops[j].Kind == driver.OpPacketAppend && ops[j].ID == ops[0].ID {
-		j++
-	}
-	return ops[:i], ops[i:], i > 0 && j > i && j == len(ops)
-}
-
-// moveStmt deletes the packets of dels and appends those of apps, all of one
-// session, in one statement (one snapshot, so atomic by itself): it goes through
-// the group committer like any single write, one round trip merged with the
-// others', where the same writes as two statements would be an explicit
-// transaction of two round trips. Deleting a missing packet does nothing; a
-// missing session writes nothing and is the caller's ErrNotFound.
-func moveStmt(dels, apps []driver.Op, seqs []int64) *stmt {
-	id := dels[0].ID
-	dcs := make([]int16, len(dels))
-	dss := make([]int64, len(dels))
-	for i := range dels {
-		dcs[i], dss[i] = int16(dels[i].Class), seqArg(dels[i].Seq)
-	}
-	acs := make([]int16, len(apps))
-	abs := make([][]byte, len(apps))
-	for i := range apps {
-		acs[i], abs[i] = int16(apps[i].Class), driver.EncodePacket(nil, apps[i].Packet)
-	}
-	var got []int64
-	return &stmt{
-		what:  "move packets",
-		sql:   moveSQL,
-		args:  []any{hashOf(id), dcs, dss, acs, abs},
-		dest:  []any{&got},
-		noRow: func() error { return notFoundSession(id) },
-		post: func() error {
-			if len(got) != len(seqs) {
-				return fmt.Errorf("postgres: move packets: %d sequence numbers for %d packets", len(got), len(seqs))
-			}
-			copy(seqs, got)
-			return nil
-		},
-	}
-}
-
-// moveSQL is moveStmt's statement: the deletes ($2 classes, $3 seqs) and the
-// appends ($4 classes, $5 blobs, numbered in order) of session $1, and the
-// appends' sequence numbers; no row when the session is missing.
-const moveSQL = `WITH s AS (SELECT h FROM mqtt_sessions WHERE h = $1),
-	d AS (DELETE FROM mqtt_packets p USING s, unnest($2::smallint[], $3::bigint[]) AS t(c, q)
-		WHERE p.h = s.h AND p.class = t.c AND p.seq = t.q),
-	t AS (SELECT t.o, t.c, t.b FROM s, unnest($4::smallint[], $5::bytea[]) WITH ORDINALITY AS t(c, b, o) ORDER BY t.o),
-	v AS (SELECT o, c, b, nextval('mqtt_packet_seq') AS seq FROM t),
-	i AS (INSERT INTO mqtt_packets (h, class, seq, blob) SELECT $1, c, seq, b FROM v)
-	SELECT (SELECT array_agg(seq ORDER BY o) FROM v) FROM s`
 
 // runTx runs stmts in one transaction: all commit, or none when one of them
 // reports a failure or errors. It returns the first statement's own failure and

@@ -44,8 +44,12 @@
 //     their sessions is missing, so the Apply stays atomic.
 //   - A write that overlaps others goes to one group committer. A group of
 //     one-statement writes is one pipelined batch (one round trip, one implicit
-//     transaction, one WAL flush); its single appends are merged into one INSERT
-//     and its single packet deletes into one DELETE. A group that holds a
+//     transaction, one WAL flush); its packet writes (single appends and
+//     deletes, and Applies of packet writes with their fences: a broker's
+//     fan-outs, moves to in-flight and acknowledgements, which in cluster mode
+//     are all fenced) are merged into one statement, in which each caller's
+//     writes happen only when its own fences hold and its sessions exist
+//     (packetwrite.go). A group that holds a
 //     multi-statement Apply is one explicit transaction (BEGIN and every statement
 //     pipelined, then COMMIT: two round trips and one WAL flush for the group); an
 //     Apply whose statement reports a failure (a missing session) gets it, and the

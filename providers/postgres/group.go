@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,88 +29,29 @@ type stmt struct {
 	// post, when set, runs after the statement returned its row; its error is the
 	// operation's.
 	post func() error
-	// app is set for a PacketAppend: the group committer merges the appends of a
-	// group into one multi-row INSERT.
-	app *appendOp
-	// del is set for a PacketDelete: the group committer merges the deletes of a
-	// group (acknowledgements of many sessions) into one statement.
-	del *deleteOp
+	// pw is set for packet writes (a PacketAppend, a PacketDelete, an Apply of
+	// fenced packet writes): the group committer merges those of a group into one
+	// statement (packetwrite.go).
+	pw *packetWrite
 	// multi, when set, makes this an Apply of several statements, to commit in
 	// one transaction (and sql, args and dest are unused).
 	multi []*stmt
 }
 
-// deleteOp is a PacketDelete's values, for merging.
-type deleteOp struct {
-	h     []byte
-	class int16
-	seq   int64
-}
-
-// mergedDelete deletes one packet per element of the arrays and returns the
-// hashes of the sessions that do not exist (their callers' ErrNotFound).
-const mergedDelete = `WITH t AS (SELECT * FROM unnest($1::bytea[], $2::smallint[], $3::bigint[]) AS t(h, c, s)),
-	d AS (DELETE FROM mqtt_packets p USING t WHERE p.h = t.h AND p.class = t.c AND p.seq = t.s)
-	SELECT (SELECT array_agg(DISTINCT t.h) FROM t WHERE NOT EXISTS (SELECT 1 FROM mqtt_sessions s WHERE s.h = t.h))`
-
-// deleteArrays returns mergedDelete's arguments for dels.
-func deleteArrays(dels []*groupcommit.Request[*stmt]) []any {
-	hs := make([][]byte, len(dels))
-	cs := make([]int16, len(dels))
-	ss := make([]int64, len(dels))
-	for i, r := range dels {
-		d := r.Value.del
-		hs[i], cs[i], ss[i] = d.h, d.class, d.seq
-	}
-	return []any{hs, cs, ss}
-}
-
-// readDeletes reads mergedDelete's row: a request whose session is missing gets
-// its noRow error.
-func readDeletes(br pgx.BatchResults, dels []*groupcommit.Request[*stmt]) ([]error, error) {
-	var missing [][]byte
-	if err := br.QueryRow().Scan(&missing); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(dels))
-	for _, m := range missing {
-		for i, r := range dels {
-			if string(r.Value.del.h) == string(m) {
-				errs[i] = r.Value.noRow()
-			}
-		}
-	}
-	return errs, nil
-}
-
-// split sorts a group's requests: single appends and single packet deletes, each
-// kept apart for merging when there are at least two of them, and the others.
-func split(live []*groupcommit.Request[*stmt]) (apps, dels, others []*groupcommit.Request[*stmt]) {
+// split sorts a group's requests: packet writes, kept apart for merging when
+// there are at least two of them, and the others.
+func split(live []*groupcommit.Request[*stmt]) (pws, others []*groupcommit.Request[*stmt]) {
 	for _, r := range live {
-		switch {
-		case r.Value.app != nil:
-			apps = append(apps, r)
-		case r.Value.del != nil:
-			dels = append(dels, r)
-		default:
+		if r.Value.pw != nil {
+			pws = append(pws, r)
+		} else {
 			others = append(others, r)
 		}
 	}
-	if len(apps) < 2 {
-		others, apps = append(others, apps...), nil
+	if len(pws) < 2 {
+		others, pws = append(others, pws...), nil
 	}
-	if len(dels) < 2 {
-		others, dels = append(others, dels...), nil
-	}
-	return apps, dels, others
-}
-
-// appendOp is a PacketAppend's values, for merging.
-type appendOp struct {
-	h     []byte
-	class int16
-	blob  []byte
-	seq   *int64
+	return pws, others
 }
 
 // result maps Scan's error: no row is the operation's own failure; anything else is
@@ -245,31 +185,23 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		}
 	}
 	// Concurrent callers' operations are unordered with respect to each other, so
-	// the deletes and the appends may go first, merged into one statement each.
-	apps, dels, others := split(live)
+	// the packet writes may go first, merged into one statement.
+	pws, others := split(live)
 	var b pgx.Batch
-	if dels != nil {
-		b.Queue(c.q(mergedDelete), deleteArrays(dels)...)
-	}
-	if apps != nil {
-		b.Queue(c.q(mergedAppend), appendArrays(apps)...)
+	var ws packetWrites
+	if pws != nil {
+		ws = c.queuePacketWrites(&b, pws)
 	}
 	for _, r := range others {
 		b.Queue(c.q(r.Value.sql), r.Value.args...)
 	}
 	results := make([]error, len(others))
-	var appResults, delResults []error
+	var pwResults []error
 	br := c.pool.SendBatch(ctx, &b)
 	failed := func() error {
-		if dels != nil {
+		if pws != nil {
 			var err error
-			if delResults, err = readDeletes(br, dels); err != nil {
-				return err
-			}
-		}
-		if apps != nil {
-			var err error
-			if appResults, err = readAppends(br, apps); err != nil {
+			if pwResults, err = readPacketWrites(br, ws); err != nil {
 				return err
 			}
 		}
@@ -290,11 +222,8 @@ func (c *conn) commitGroup(group []*groupcommit.Request[*stmt]) {
 		for i, r := range others {
 			r.Err = results[i]
 		}
-		for i, r := range apps {
-			r.Err = appResults[i]
-		}
-		for i, r := range dels {
-			r.Err = delResults[i]
+		for i, r := range pws {
+			r.Err = pwResults[i]
 		}
 		return
 	}
@@ -331,7 +260,7 @@ func (c *conn) groupFailed(live []*groupcommit.Request[*stmt], err error) {
 // flush). A single statement's own failure writes nothing and leaves the others
 // alone; a multi-statement Apply whose statement fails must write nothing either,
 // so the transaction is rolled back and run again without that Apply, which gets
-// its failure, as persistence/kv's group commit does. The single appends of the
+// its failure, as persistence/kv's group commit does. The packet writes of the
 // group are merged into one statement, as in commitGroup.
 func (c *conn) commitTxGroup(ctx context.Context, live []*groupcommit.Request[*stmt], start time.Time) {
 	for len(live) > 0 {
@@ -345,8 +274,8 @@ func (c *conn) commitTxGroup(ctx context.Context, live []*groupcommit.Request[*s
 			}
 			return
 		}
-		apps, dels, others := split(live)
-		failedOp, results, appResults, delResults, err := c.txRound(ctx, apps, dels, others)
+		pws, others := split(live)
+		failedOp, results, pwResults, err := c.txRound(ctx, pws, others)
 		c.committed(len(live), start, err)
 		if err != nil {
 			c.groupFailed(live, err)
@@ -356,11 +285,8 @@ func (c *conn) commitTxGroup(ctx context.Context, live []*groupcommit.Request[*s
 			for i, r := range others {
 				r.Err = results[i]
 			}
-			for i, r := range apps {
-				r.Err = appResults[i]
-			}
-			for i, r := range dels {
-				r.Err = delResults[i]
+			for i, r := range pws {
+				r.Err = pwResults[i]
 			}
 			return
 		}
@@ -381,20 +307,18 @@ func (c *conn) commitTxGroup(ctx context.Context, live []*groupcommit.Request[*s
 // txRound runs one attempt of commitTxGroup. It returns the multi-statement
 // requests that failed (the transaction was then rolled back), or each request's
 // outcome (committed), or an SQL or connection error (rolled back, or unknown).
-func (c *conn) txRound(ctx context.Context, apps, dels, others []*groupcommit.Request[*stmt]) (
-	failedOp map[*groupcommit.Request[*stmt]]error, results, appResults, delResults []error, err error) {
+func (c *conn) txRound(ctx context.Context, pws, others []*groupcommit.Request[*stmt]) (
+	failedOp map[*groupcommit.Request[*stmt]]error, results, pwResults []error, err error) {
 	pc, err := c.pool.Acquire(ctx)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer pc.Release()
 	var b pgx.Batch
 	b.Queue(`BEGIN`)
-	if dels != nil {
-		b.Queue(c.q(mergedDelete), deleteArrays(dels)...)
-	}
-	if apps != nil {
-		b.Queue(c.q(mergedAppend), appendArrays(apps)...)
+	var ws packetWrites
+	if pws != nil {
+		ws = c.queuePacketWrites(&b, pws)
 	}
 	for _, r := range others {
 		if r.Value.multi == nil {
@@ -411,15 +335,9 @@ func (c *conn) txRound(ctx context.Context, apps, dels, others []*groupcommit.Re
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if dels != nil {
+		if pws != nil {
 			var err error
-			if delResults, err = readDeletes(br, dels); err != nil {
-				return err
-			}
-		}
-		if apps != nil {
-			var err error
-			if appResults, err = readAppends(br, apps); err != nil {
+			if pwResults, err = readPacketWrites(br, ws); err != nil {
 				return err
 			}
 		}
@@ -453,9 +371,9 @@ func (c *conn) txRound(ctx context.Context, apps, dels, others []*groupcommit.Re
 	}
 	sqlErr = c.endTx(ctx, pc, failedOp != nil || sqlErr != nil, sqlErr)
 	if sqlErr != nil {
-		return nil, nil, nil, nil, sqlErr
+		return nil, nil, nil, sqlErr
 	}
-	return failedOp, results, appResults, delResults, nil
+	return failedOp, results, pwResults, nil
 }
 
 // groupContext bounds a group's round trip by the latest deadline among its
@@ -473,59 +391,4 @@ func groupContext(group []*groupcommit.Request[*stmt]) (context.Context, context
 		}
 	}
 	return context.WithDeadline(context.Background(), latest)
-}
-
-// mergedAppend inserts one packet per element of the arrays, numbering them in
-// array order, and returns the sequence number of each by its ordinality; a packet
-// whose session does not exist returns no row.
-const mergedAppend = `WITH t AS (
-		SELECT t.o, s.h, t.c, t.b FROM unnest($1::bytea[], $2::smallint[], $3::bytea[]) WITH ORDINALITY AS t(h, c, b, o)
-		JOIN mqtt_sessions s ON s.h = t.h ORDER BY t.o),
-	v AS (SELECT o, h, c, b, nextval('mqtt_packet_seq') AS seq FROM t),
-	i AS (INSERT INTO mqtt_packets (h, class, seq, blob) SELECT h, c, seq, b FROM v)
-	SELECT o, seq FROM v`
-
-// appendArrays returns mergedAppend's arguments for apps.
-func appendArrays(apps []*groupcommit.Request[*stmt]) []any {
-	hs := make([][]byte, len(apps))
-	cs := make([]int16, len(apps))
-	bs := make([][]byte, len(apps))
-	for i, r := range apps {
-		a := r.Value.app
-		hs[i], cs[i], bs[i] = a.h, a.class, a.blob
-	}
-	return []any{hs, cs, bs}
-}
-
-// readAppends reads mergedAppend's rows: each request gets its sequence number, or
-// its noRow error when its session was missing.
-func readAppends(br pgx.BatchResults, apps []*groupcommit.Request[*stmt]) ([]error, error) {
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	found := make([]bool, len(apps))
-	for rows.Next() {
-		var o, seq int64
-		if err := rows.Scan(&o, &seq); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if o < 1 || o > int64(len(apps)) {
-			rows.Close()
-			return nil, fmt.Errorf("merged append returned ordinality %d of %d", o, len(apps))
-		}
-		*apps[o-1].Value.app.seq = seq
-		found[o-1] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(apps))
-	for i, r := range apps {
-		if !found[i] {
-			errs[i] = r.Value.noRow()
-		}
-	}
-	return errs, nil
 }

@@ -78,14 +78,108 @@ func TestGroupCommitOutcomes(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if !checkQueues(t, errs, ss, seqs, 2) {
+		return
+	}
+	n, err := rs.Count(ctx)
+	if want := uint64(writers-writers/16) * rounds; err != nil || n != want {
+		t.Fatalf("retained Count = %d, %v; want %d", n, err, want)
+	}
+}
+
+// Concurrent fenced Applies of packet writes (a broker's fan-outs, moves in
+// flight and acknowledgements in cluster mode), merged by the group committer into
+// one statement, each get their own outcome: those fenced with a replaced
+// ownership get ErrFenced and write nothing, the others write everything, their
+// sequence numbers in order, whatever their neighbours in the group did.
+func TestGroupFencedPacketWrites(t *testing.T) {
+	obs := &commitObserver{}
+	p := openDSN(t, pgtest.DSN(t), persistence.WithObserver(obs))
+	ctx := testCtx(t, 2*time.Minute)
+	ss := p.Sessions()
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := p.Nodes().Renew(ctx, n, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const writers, rounds = 32, 20
+	owns := make([]persistence.Ownership, writers)
+	for w := range writers {
+		id := fmt.Sprintf("s%02d", w)
+		if err := ss.Create(ctx, id, persistence.SessionBase{}); err != nil {
+			t.Fatal(err)
+		}
+		o, err := ss.Claim(ctx, id, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		owns[w] = o
+		if w%2 == 1 { // odd sessions were taken over: n1's fence is stale
+			if _, err := ss.Takeover(ctx, id, "n2"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	seqs := make([][]uint64, writers)
+	for w := range writers {
+		id := fmt.Sprintf("s%02d", w)
+		wg.Go(func() {
+			var prev []uint64 // the previous round's appends, deleted by this one
+			for i := range rounds {
+				var b persistence.Batch
+				b.Fence(owns[w])
+				for _, seq := range prev {
+					b.PacketDelete(id, persistence.ClassQoS12, seq)
+				}
+				b.PacketAppend(id, persistence.ClassQoS12, &persistence.PersistedPacket{QoS: 1, Data: []byte{byte(w), byte(i), 0}})
+				b.PacketAppend(id, persistence.ClassQoS12, &persistence.PersistedPacket{QoS: 1, Data: []byte{byte(w), byte(i), 1}})
+				got, err := ss.Apply(ctx, &b)
+				switch {
+				case w%2 == 1 && !errors.Is(err, persistence.ErrFenced):
+					errs <- fmt.Errorf("%s: stale fence: Apply = %v, %v; want ErrFenced", id, got, err)
+					return
+				case w%2 == 1:
+					continue
+				case err != nil || len(got) != 2 || got[0] >= got[1]:
+					errs <- fmt.Errorf("%s: round %d: Apply = %v, %v", id, i, got, err)
+					return
+				}
+				prev = got
+				seqs[w] = got
+			}
+		})
+	}
+	wg.Wait()
+	if !checkQueues(t, errs, ss, seqs, 1) {
+		return
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	most := 0
+	for _, c := range obs.commits {
+		most = max(most, c.Calls)
+	}
+	if most < 2 {
+		t.Errorf("no commit carried more than one Apply (%d commits): nothing was merged", len(obs.commits))
+	}
+}
+
+// checkQueues reports the writers' errors, closing errs, then checks that the
+// ClassQoS12 queue of every step-th session sNN holds exactly seqs[NN], in order.
+// It reports whether the test goes on.
+func checkQueues(t *testing.T, errs chan error, ss *persistence.Sessions, seqs [][]uint64, step int) bool {
+	t.Helper()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	if t.Failed() {
-		return
+		return false
 	}
-	for w := 0; w < writers; w += 2 {
+	ctx := testCtx(t, time.Minute)
+	for w := 0; w < len(seqs); w += step {
 		id := fmt.Sprintf("s%02d", w)
 		var got []uint64
 		if err := ss.PacketsForEach(ctx, id, persistence.ClassQoS12, func(pk *persistence.PersistedPacket) (bool, error) {
@@ -95,11 +189,8 @@ func TestGroupCommitOutcomes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(seqs[w]) {
-			t.Fatalf("%s: stored seqs %v, acknowledged %v", id, got, seqs[w])
+			t.Fatalf("%s: stored seqs %v, want %v (what the writes returned)", id, got, seqs[w])
 		}
 	}
-	n, err := rs.Count(ctx)
-	if want := uint64(writers-writers/16) * rounds; err != nil || n != want {
-		t.Fatalf("retained Count = %d, %v; want %d", n, err, want)
-	}
+	return true
 }

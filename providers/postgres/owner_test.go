@@ -17,11 +17,20 @@ import (
 // waits for a transaction that passed the fence to end, so a fenced write never
 // commits after the takeover that fences it (the SharedStore conformance cases
 // can only make that race likely; this makes it certain), and a fence checked after
-// the takeover committed is refused.
+// the takeover committed is refused. Both forms of the fence are pinned: its own
+// statement, and inside the one statement of a fenced Apply of packet writes.
 func TestTakeoverWaitsForFencedTransaction(t *testing.T) {
+	t.Run("FenceStatement", func(t *testing.T) { testTakeoverWaits(t, postgres.FenceInTx) })
+	t.Run("PacketWriteStatement", func(t *testing.T) { testTakeoverWaits(t, postgres.FencedAppendInTx) })
+}
+
+func testTakeoverWaits(t *testing.T, fenceInTx func(context.Context, *persistence.Store, pgx.Tx, persistence.Ownership) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s := openDSN(t, pgtest.DSN(t))
+	if err := s.Sessions().Create(ctx, "s", persistence.SessionBase{CreatedAt: time.Now(), ProtocolVersion: 5}); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"n1", "n2"} {
 		if _, err := s.Nodes().Renew(ctx, n, time.Minute); err != nil {
 			t.Fatal(err)
@@ -37,7 +46,7 @@ func TestTakeoverWaitsForFencedTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if err := postgres.FenceInTx(ctx, s, tx, o1); err != nil {
+	if err := fenceInTx(ctx, s, tx, o1); err != nil {
 		t.Fatalf("fence of the current ownership: %v", err)
 	}
 	type result struct {
@@ -93,10 +102,10 @@ func TestTakeoverWaitsForFencedTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx2.Rollback(context.Background()) }()
-	if err := postgres.FenceInTx(ctx, s, tx2, o1); !errors.Is(err, persistence.ErrFenced) {
+	if err := fenceInTx(ctx, s, tx2, o1); !errors.Is(err, persistence.ErrFenced) {
 		t.Fatalf("fence of the replaced ownership: %v, want ErrFenced", err)
 	}
-	if err := postgres.FenceInTx(ctx, s, tx2, r.o); err != nil {
+	if err := fenceInTx(ctx, s, tx2, r.o); err != nil {
 		t.Fatalf("fence of the new ownership: %v", err)
 	}
 }

@@ -76,16 +76,18 @@ func deleteStmt(id string) *stmt {
 	return &stmt{what: "delete session", sql: `DELETE FROM mqtt_sessions WHERE h = $1`, args: []any{hashOf(id)}}
 }
 
-func appendStmt(id string, class driver.PacketClass, p *driver.PersistedPacket, seq *int64) *stmt {
+func appendStmt(id string, class driver.PacketClass, p *driver.PersistedPacket, seq []int64) *stmt {
 	s := &stmt{
 		what: "append packet",
 		sql: `INSERT INTO mqtt_packets (h, class, seq, blob)
 			SELECT h, $2, nextval('mqtt_packet_seq'), $3 FROM mqtt_sessions WHERE h = $1 RETURNING seq`,
 		args:  []any{hashOf(id), int16(class), driver.EncodePacket(nil, p)},
-		dest:  []any{seq},
+		dest:  []any{&seq[0]},
 		noRow: func() error { return notFoundSession(id) },
 	}
-	s.app = &appendOp{h: s.args[0].([]byte), class: int16(class), blob: s.args[2].([]byte), seq: seq}
+	h := s.args[0].([]byte)
+	s.pw = &packetWrite{sessions: []string{id}, sh: [][]byte{h}, seqs: seq,
+		apps: []appendOp{{h, int16(class), s.args[2].([]byte)}}}
 	return s
 }
 
@@ -148,7 +150,8 @@ func sessionScoped(what, id, del string, args ...any) *stmt {
 func packetDeleteStmt(id string, class driver.PacketClass, seq uint64) *stmt {
 	s := sessionScoped("delete packet", id,
 		`DELETE FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq = $3`, int16(class), seqArg(seq))
-	s.del = &deleteOp{h: s.args[0].([]byte), class: int16(class), seq: seqArg(seq)}
+	h := s.args[0].([]byte)
+	s.pw = &packetWrite{sessions: []string{id}, sh: [][]byte{h}, dels: []deleteOp{{h, int16(class), seqArg(seq)}}}
 	return s
 }
 
