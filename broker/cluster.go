@@ -380,7 +380,7 @@ func (b *Broker) remoteSession(id string) *session {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.sessions[id]
-	if s == nil || s.gone {
+	if s == nil || s.isGone() {
 		s = newSession(id)
 		s.stored = true
 		b.sessions[id] = s

@@ -216,7 +216,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 			return false, packet.ServerUnavailable
 		}
 		s := b.sessions[id]
-		if s == nil || s.gone {
+		if s == nil || s.isGone() {
 			s = newSession(id)
 			b.sessions[id] = s
 		}

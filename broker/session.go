@@ -96,6 +96,14 @@ func newSession(id string) *session {
 	}
 }
 
+// isGone reports whether s was deleted; it takes s.mu (callers that hold b.mu may
+// call it: b.mu is always taken before s.mu).
+func (s *session) isGone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone
+}
+
 // allocPID returns a free packet id, or 0 when all 65535 are in flight. Caller holds mu.
 func (s *session) allocPID() uint16 {
 	for range 65535 {
