@@ -28,7 +28,7 @@ import (
 // Defaults of -gc-percent and -gc-soft-limit.
 const (
 	defaultGCPercent   = 400
-	defaultGCSoftLimit = 128 << 20
+	defaultGCSoftLimit = 64 << 20
 )
 
 // gcPolicy is the running policy; stop ends it.
