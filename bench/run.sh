@@ -15,7 +15,9 @@
 # S2_DRAIN_MAX (45s), S3_PUBLISH_MAX (25s), S3_DRAIN_MAX (45s).
 # BENCH_WORK: directory for binaries, stores, logs and results (default a new /tmp dir).
 # BENCH_PROFILE=1: CPU profile of our broker (bolt) under scenario 1, summarised.
-# BENCH_GOGC: GOGC for every Go broker (ours, Mochi), e.g. 400; unset: Go's default (100).
+# BENCH_GOGC: GOGC for every Go broker (ours, Mochi), e.g. 400; unset: Mochi runs with Go's
+# default (100), ours with the demo's own policy (-gc-percent 400 under -gc-soft-limit 64 MiB,
+# cmd/demo/README.md), which GOGC in the environment turns off.
 # SCENARIOS ("1 2 3 4"), BROKERS (below) and S1_EXTRA select what runs.
 # TABLES_ONLY=1: print the tables of an earlier run's $BENCH_WORK/results.jsonl again.
 # MQTTSTORE_POSTGRES_DSN: use this PostgreSQL server (a fresh schema per run) instead
@@ -315,7 +317,7 @@ MOSQ_RATE=$(jq -r 'select(.scenario == "1" and .broker == "mosquitto") | .msgs_p
 {
   echo "## bench/run.sh — started $(cat "$WORK/started" 2>/dev/null || echo '?'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
   echo
-  echo "Load average at the start: $(cat "$WORK/load" 2>/dev/null || echo '?'); at the end: $(cut -d' ' -f1-3 /proc/loadavg). GOGC of the Go brokers: ${BENCH_GOGC:-default (100)}"
+  echo "Load average at the start: $(cat "$WORK/load" 2>/dev/null || echo '?'); at the end: $(cut -d' ' -f1-3 /proc/loadavg). GOGC of the Go brokers: ${BENCH_GOGC:-unset (ours: the demo GC policy, Mochi: 100)}"
   echo
   echo "Sizes: S1_COUNT=$S1_COUNT S2_COUNT=$S2_COUNT S3_SESSIONS=$S3_SESSIONS S3_QUEUED=$S3_QUEUED S4_DURATION=${S4_DURATION}s S4_KILLS=$S4_KILLS S4_QOS=$S4_QOS PUBS=$PUBS SUBS=$SUBS"
   table 1 "steady state, $PUBS publishers → $SUBS persistent subscribers, QoS 1, 256 B, $S1_COUNT messages" \

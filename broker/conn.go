@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
@@ -61,12 +62,19 @@ type conn struct {
 	// number (queued_cache.go); guarded by sess.mu.
 	queuedMsgs map[uint64]*wireMsg
 	out        chan outItem
-	outq       budget       // bytes in out (Limits.MaxConnQueueBytes)
-	outMu      sync.RWMutex // senders hold it for reading; the writer's exit for writing
-	outDead    bool         // the writer has exited and drained out; guarded by outMu
+	wout       chan struct{} // wakes the writer: out has items (signalOut)
+	outq       budget        // bytes in out (Limits.MaxConnQueueBytes)
+	outMu      sync.RWMutex  // senders hold it for reading; the writer's exit for writing
+	outDead    bool          // the writer has exited and drained out; guarded by outMu
 	kick       chan struct{}
-	done       chan struct{} // closed when the connection starts closing
-	finished   chan struct{} // closed when the session is detached and goroutines ended
+	// ackTimer wakes the pump to commit pending acknowledgement deletes when no
+	// write carried them (deliver.go, completeFlight); armed while it runs, and
+	// ackDue set when it fired.
+	ackTimer      *time.Timer
+	ackTimerArmed atomic.Bool
+	ackDue        atomic.Bool
+	done          chan struct{} // closed when the connection starts closing
+	finished      chan struct{} // closed when the session is detached and goroutines ended
 
 	closeOnce sync.Once
 	dispMu    sync.Mutex
@@ -84,11 +92,13 @@ func (b *Broker) serveConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	c := &conn{
 		b: b, nc: nc, br: bufio.NewReaderSize(nc, 4096), ctx: ctx, cancel: cancel,
-		out: make(chan outItem, outQueue), kick: make(chan struct{}, 1),
+		out: make(chan outItem, outQueue), wout: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		done: make(chan struct{}), finished: make(chan struct{}),
 		info: ClientInfo{RemoteAddr: nc.RemoteAddr().String()},
 	}
 	c.outq.limit = b.limits.MaxConnQueueBytes
+	c.ackTimer = time.AfterFunc(time.Hour, c.ackTimerFired)
+	c.ackTimer.Stop()
 	defer c.linger() // after finished: a takeover need not wait for it
 	defer close(c.finished)
 	defer cancel()
@@ -132,6 +142,7 @@ func (b *Broker) serveConn(nc net.Conn) {
 func (c *conn) readLoop() {
 	maxSize := uint32(c.b.limits.MaxPacketSize)
 	deadline := c.b.limits.packetDeadline(c.keepDur)
+	var rd sliding
 	for {
 		select {
 		case <-c.done:
@@ -142,7 +153,7 @@ func (c *conn) readLoop() {
 			// Keep-alive, or the idle limit of a client without one: either
 			// way a whole packet must arrive in time, so trickling bytes does
 			// not keep a connection open.
-			c.nc.SetReadDeadline(time.Now().Add(deadline))
+			rd.extend(c.nc.SetReadDeadline, deadline)
 		}
 		if pid, ok := bufferedPuback(c.br); ok {
 			// The subscriber's side of every QoS 1 message: no decoding, no allocation.
@@ -276,6 +287,15 @@ func (c *conn) send(b []byte, droppable bool) bool {
 
 // sendItem is send for any outItem.
 func (c *conn) sendItem(it outItem, droppable bool) bool {
+	return c.queueItem(it, droppable, false)
+}
+
+// queueItem is sendItem; with hold set (for a packet that is not droppable) it
+// does not wake the writer, and the caller calls signalOut once it has queued the
+// last packet of its batch, so that the writer wakes once per batch and writes it
+// with one write(2) (the PUBACKs of a publish run, the messages of one fan-out
+// for a subscriber, a page the pump moves in flight).
+func (c *conn) queueItem(it outItem, droppable, hold bool) bool {
 	select {
 	case <-c.done:
 		return false
@@ -303,6 +323,9 @@ func (c *conn) sendItem(it outItem, droppable bool) bool {
 	dead := c.outDead
 	c.outMu.RUnlock()
 	if queued {
+		if !hold {
+			c.signalOut()
+		}
 		return true
 	}
 	c.releaseOut(n)
@@ -312,6 +335,39 @@ func (c *conn) sendItem(it outItem, droppable bool) bool {
 	c.b.log.Warn("broker: client does not read; disconnecting", "client", c.info.ID)
 	c.close(dispLost, packet.ServerBusy)
 	return false
+}
+
+// signalOut wakes the writer for what is queued.
+func (c *conn) signalOut() {
+	select {
+	case c.wout <- struct{}{}:
+	default:
+	}
+}
+
+// heldOut collects the connections a batch queued packets for with hold set
+// (queueItem), to signal them at its end.
+type heldOut []*conn
+
+// add records c (not twice in a row); a long list is signalled at once, so that a
+// fan-out to many subscribers does not hold them all to its end.
+func (h *heldOut) add(c *conn) {
+	if n := len(*h); n > 0 && (*h)[n-1] == c {
+		return
+	}
+	if len(*h) >= 64 {
+		h.signal()
+	}
+	*h = append(*h, c)
+}
+
+// signal wakes the writers of the connections in h and empties it.
+func (h *heldOut) signal() {
+	for _, c := range *h {
+		c.signalOut()
+	}
+	clear(*h)
+	*h = (*h)[:0]
 }
 
 // sendPacket encodes p for the connection and queues it.
@@ -356,6 +412,8 @@ func (c *conn) writeLoop() {
 			bw.WriteByte(2)
 			bw.WriteByte(byte(it.pid >> 8))
 			err = bw.WriteByte(byte(it.pid))
+		case it.strip:
+			err = writeStripped(bw, it.b, it.qos, it.patch, it.pid, it.dup)
 		case it.patch:
 			err = writePatched(bw, it.b, it.pid, it.dup)
 		default:
@@ -367,13 +425,11 @@ func (c *conn) writeLoop() {
 		}
 		return true
 	}
+	var wd sliding
 	for {
 		select {
-		case it := <-c.out:
-			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if !write(it) {
-				return
-			}
+		case <-c.wout:
+			wd.extend(c.nc.SetWriteDeadline, writeTimeout)
 			for more := true; more; {
 				select {
 				case it := <-c.out:
@@ -406,6 +462,20 @@ func (c *conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// sliding is a read or write deadline that moves with time: at least d after
+// every extend, at most d/32 more, so that a busy connection sets it (a runtime
+// timer change) once per d/32 instead of once per packet.
+type sliding struct{ at time.Time }
+
+func (s *sliding) extend(set func(time.Time) error, d time.Duration) {
+	now := time.Now()
+	if s.at.Sub(now) >= d {
+		return
+	}
+	s.at = now.Add(d + d/32)
+	set(s.at)
 }
 
 // drainOut ends the queue when the writer exits: what is still queued, or
@@ -450,6 +520,7 @@ func (c *conn) linger() {
 // messages in flight whenever it is kicked (an acknowledgement freed the window,
 // or a message was queued).
 func (c *conn) deliverLoop() {
+	defer c.ackTimer.Stop()
 	c.b.redeliver(c)
 	for {
 		c.b.pump(c)

@@ -2,14 +2,19 @@ package broker
 
 import (
 	"errors"
+	"time"
 
 	"github.com/mqttstore/mqttstore/broker/packet"
 	"github.com/mqttstore/mqttstore/persistence"
 )
 
 // completeFlight ends a flight: it leaves the window at once, and its deletion
-// from the store is queued in session.acked for the next write or the pump's flush
-// (see there), which wake wakes.
+// from the store is queued in session.acked for the next write for the session
+// or the pump's flush (see there). The pump is woken when it has messages to move
+// into the freed window (pumpWant), or when half a window of deletes is pending; otherwise
+// the deletes wait for the next fan-out to the session, which carries them, or at
+// most ackFlushDelay for the pump (one wake-up and one commit per acknowledgement
+// was a sixth of the broker's CPU per message in bench/run.sh's scenario 1).
 func (b *Broker) completeFlight(c *conn, f *flight) {
 	s := c.sess
 	s.mu.Lock()
@@ -19,7 +24,34 @@ func (b *Broker) completeFlight(c *conn, f *flight) {
 			s.acked = append(s.acked, f.seq)
 		}
 	}
+	wake := s.stale || s.pumpWant(c.window) > 0 || len(s.acked) >= max(1, c.window/2)
+	pending := len(s.acked) > 0
 	s.mu.Unlock()
+	if pending {
+		c.flushAckedSoon()
+	}
+	if wake {
+		c.wake()
+	}
+}
+
+// ackFlushDelay bounds how long an acknowledgement's delete waits for a write
+// to carry it before the pump commits it (a crash meanwhile redelivers the
+// message with DUP, which QoS 1 and 2 allow).
+const ackFlushDelay = 20 * time.Millisecond
+
+// flushAckedSoon makes the pump flush the pending deletes within
+// ackFlushDelay, unless that is already arranged.
+func (c *conn) flushAckedSoon() {
+	if c.ackTimerArmed.CompareAndSwap(false, true) {
+		c.ackTimer.Reset(ackFlushDelay)
+	}
+}
+
+// ackTimerFired is ackTimer's function: the pending deletes are due.
+func (c *conn) ackTimerFired() {
+	c.ackTimerArmed.Store(false)
+	c.ackDue.Store(true)
 	c.wake()
 }
 
@@ -28,15 +60,16 @@ func (b *Broker) completeFlight(c *conn, f *flight) {
 // for any storage failure.
 func (b *Broker) flushAcked(c *conn) {
 	s := c.sess
-	var batch persistence.Batch
+	batch := getBatch()
+	defer putBatch(batch)
 	s.mu.Lock()
-	acked := s.takeAcked(&batch)
+	acked := s.takeAcked(batch)
 	s.mu.Unlock()
 	if len(acked) == 0 {
 		return
 	}
 	ctx, cancel := b.storeCtx()
-	_, err := b.applyOwned(ctx, s, &batch, "acknowledgements")
+	_, err := b.applyOwned(ctx, s, batch, "acknowledgements")
 	cancel()
 	if err != nil {
 		s.mu.Lock()
@@ -169,28 +202,31 @@ const pumpPage = 256
 // batch before sending, so the queue is never loaded whole.
 func (b *Broker) pump(c *conn) {
 	s := c.sess
+	due := c.ackDue.Swap(false)
 	for {
 		s.mu.Lock()
 		if s.stale && s.pendingQ == 0 && s.conn == c {
 			s.stale = false
 			b.recountQueue(s)
 		}
-		room := c.window - len(s.inflight)
-		if s.conn != c || !s.ready || room <= 0 || s.queued == 0 {
+		want := s.pumpWant(c.window)
+		if s.conn != c || !s.ready || want == 0 {
 			if s.queued == 0 {
 				s.fullLog = false
 			}
-			flush := len(s.acked) > 0
+			// Deletes wait for the next move in flight, which carries them,
+			// unless nothing is queued, half a window of them is pending, or
+			// they waited ackFlushDelay.
+			flush := len(s.acked) > 0 && (s.queued == 0 || due || len(s.acked) >= max(1, c.window/2))
 			s.mu.Unlock()
 			if flush {
 				b.flushAcked(c)
 			}
 			return
 		}
-		room = min(room, pumpPage)
 		if !s.stored {
 			var sends []*flight
-			for room > 0 && len(s.memQueue) > 0 {
+			for room := want; room > 0 && len(s.memQueue) > 0; {
 				q := b.popMemQueue(s)
 				pid := s.allocPID()
 				s.localSeq++
@@ -201,29 +237,38 @@ func (b *Broker) pump(c *conn) {
 			}
 			s.mu.Unlock()
 			for _, f := range sends {
-				b.sendFlight(c, f, false)
+				b.sendFlight(c, f, false, true)
 			}
+			c.signalOut()
 			continue
-		}
-		// Never ask for more than the count: messages committed by a fan-out
-		// whose commitPlan has not run yet are in the store but not counted, and
-		// moving them here would let the count fall below what the store holds,
-		// stranding messages in the queue.
-		want := min(room, s.queued)
-		// A stored queue moves in flight by the half window, not by the
-		// acknowledgement: one page read and one commit (which carries the
-		// pending acknowledgement deletes) per half window, instead of per
-		// message. The acknowledgements wait for that commit; a crash before it
-		// only redelivers them, which QoS 1 and 2 allow.
-		if len(s.inflight) > 0 && want < min(c.window/2, s.queued) {
-			s.mu.Unlock()
-			return
 		}
 		s.mu.Unlock()
 		if !b.pumpStored(c, want) {
 			return
 		}
 	}
+}
+
+// pumpWant returns how many queued messages the pump moves in flight now for a
+// client with in-flight window window: as many as there is room for (at most
+// pumpPage), and never more than the count: messages committed by a fan-out
+// whose commitPlan has not run yet are in the store but not counted, and moving
+// them would let the count fall below what the store holds, stranding messages
+// in the queue. A stored queue moves in flight by the half window, not by the
+// acknowledgement: one page read and one commit (which carries the pending
+// acknowledgement deletes) per half window, instead of per message; until then
+// pumpWant is 0 (acknowledgements wake the pump only when it is not, see
+// completeFlight). Caller holds mu.
+func (s *session) pumpWant(window int) int {
+	room := min(window-len(s.inflight), pumpPage)
+	if room <= 0 || s.queued <= 0 {
+		return 0
+	}
+	want := min(room, s.queued)
+	if s.stored && len(s.inflight) > 0 && want < min(window/2, s.queued) {
+		return 0
+	}
+	return want
 }
 
 // pumpStored moves up to room packets of a stored session's queue in flight. It
@@ -247,9 +292,10 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		return false
 	}
 	now := b.now()
-	var batch persistence.Batch
-	b.fence(s, &batch)
-	acked := s.takeAcked(&batch)
+	batch := getBatch()
+	defer putBatch(batch)
+	b.fence(s, batch)
+	acked := s.takeAcked(batch)
 	var moved []*flight
 	var qos0 []*persistence.PersistedPacket // queued for a connected client by another node: sent, not put in flight
 	var size int64
@@ -278,7 +324,7 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	}
 	s.mu.Unlock()
 	ctx, cancel := b.storeCtx()
-	seqs, err := b.sess.Apply(ctx, &batch)
+	seqs, err := b.sess.Apply(ctx, batch)
 	cancel()
 	s.mu.Lock()
 	if err != nil {
@@ -315,8 +361,9 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		b.sendMsg(c, wireFromStored(p), 0, false, true)
 	}
 	for _, f := range moved {
-		b.sendFlight(c, f, false)
+		b.sendFlight(c, f, false, true)
 	}
+	c.signalOut()
 	return true
 }
 

@@ -217,8 +217,10 @@ func (b *Broker) undoPlans(plans []plan) {
 	}
 }
 
-// commitPlan carries out a plan whose writes are committed.
-func (b *Broker) commitPlan(p plan, seq uint64) {
+// commitPlan carries out a plan whose writes are committed. A message it puts
+// in flight is queued for the writer with hold set and its connection added to
+// held, which the caller signals.
+func (b *Broker) commitPlan(p plan, seq uint64, held *heldOut) {
 	s := p.s
 	s.mu.Lock()
 	c := s.conn
@@ -229,6 +231,9 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 	case planSend:
 		s.mu.Unlock()
 		if c != nil {
+			// A droppable message may wait for room that the held
+			// connections' writers make.
+			held.signal()
 			b.sendMsg(c, p.m, 0, false, true)
 		}
 		return
@@ -244,7 +249,8 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 		}
 		s.mu.Unlock()
 		if c != nil {
-			b.sendFlight(c, p.f, false)
+			b.sendFlight(c, p.f, false, true)
+			held.add(c)
 		}
 		return
 	case planRemote:
@@ -260,6 +266,9 @@ func (b *Broker) commitPlan(p plan, seq uint64) {
 			}
 		} else if !b.queueInMemory(s, queuedMsg{m: p.m, share: p.share, size: p.size}) {
 			c = nil
+		}
+		if c != nil && s.pumpWant(c.window) == 0 {
+			c = nil // the pump has nothing to move yet; an acknowledgement wakes it (completeFlight)
 		}
 		s.mu.Unlock()
 		if c != nil {
@@ -301,17 +310,17 @@ func (b *Broker) itemFor(c *conn, m *wireMsg, pid uint16, dup bool) (outItem, er
 			return outItem{}, fmt.Errorf("%w: message expired", errUndeliverable)
 		}
 	}
-	wire, err := m.encoded(c.version)
+	wire, strip, err := m.forVersion(c.version)
 	if err != nil {
 		return outItem{}, fmt.Errorf("%w: %v", errUndeliverable, err)
 	}
-	if c.maxOut > 0 && uint32(len(wire)) > c.maxOut {
+	if size := len(wire); c.maxOut > 0 && uint32(size) > c.maxOut && (!strip || uint32(size-1) > c.maxOut) {
 		// Dropped as if delivered [MQTT-3.1.2-25].
 		return outItem{}, fmt.Errorf("%w: %d bytes exceed the client's maximum packet size %d", errUndeliverable, len(wire), c.maxOut)
 	}
 	dup = dup && m.qos > 0
 	if m.expireAt.IsZero() && c.aliasOut == 0 {
-		return outItem{b: wire, pid: pid, dup: dup, patch: m.qos > 0}, nil
+		return outItem{b: wire, pid: pid, dup: dup, patch: m.qos > 0, strip: strip, qos: m.qos}, nil
 	}
 	pub, err := m.publish()
 	if err != nil {
@@ -349,8 +358,8 @@ func (b *Broker) sendMsg(c *conn, m *wireMsg, pid uint16, dup, droppable bool) {
 }
 
 // sendFlight sends an in-flight packet: its PUBLISH (DUP on redelivery) or, once
-// PUBREC'd, its PUBREL.
-func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
+// PUBREC'd, its PUBREL. With hold set the caller signals c's writer (queueItem).
+func (b *Broker) sendFlight(c *conn, f *flight, dup, hold bool) {
 	if f.rel {
 		c.sendPacket(&packet.Pubrel{PacketID: f.pid})
 		return
@@ -362,7 +371,7 @@ func (b *Broker) sendFlight(c *conn, f *flight, dup bool) {
 		b.completeFlight(c, f)
 		return
 	}
-	if c.sendItem(it, false) {
+	if c.queueItem(it, false, hold) {
 		b.stats.out.Add(1)
 	}
 }

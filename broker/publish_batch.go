@@ -45,9 +45,20 @@ func (b *Broker) publishAll(from string, ins []fanIn) {
 	b.fanOutAll(ins)
 }
 
-// batchPool keeps fanOutAll's batches, which the store does not keep after Apply,
-// so that their operation slices are not grown again for every message.
+// batchPool keeps the batches of the message path (fan-out, moves in flight,
+// acknowledgement deletes), which the store does not keep after Apply, so that
+// their operation slices (a few hundred bytes per operation) are not grown again
+// for every message.
 var batchPool = sync.Pool{New: func() any { return new(persistence.Batch) }}
+
+// getBatch returns an empty batch from batchPool; putBatch gives it back.
+func getBatch() *persistence.Batch { return batchPool.Get().(*persistence.Batch) }
+
+// putBatch resets b and puts it back in batchPool; b is not used afterwards.
+func putBatch(b *persistence.Batch) {
+	b.Reset()
+	batchPool.Put(b)
+}
 
 // fanOutAll is fanOut for several messages, in order, in one commit; each gets
 // its own rc.
@@ -105,15 +116,12 @@ func (b *Broker) fanOutAllOnce(ins []fanIn) []*session {
 	// The sessions' pending acknowledgement deletes go first and every append
 	// after them, so that a driver sees one run of each (one statement each on
 	// PostgreSQL, whatever the number of sessions).
-	batch := batchPool.Get().(*persistence.Batch)
-	defer func() {
-		batch.Reset()
-		batchPool.Put(batch)
-	}()
-	var appends persistence.Batch
+	batch, appends := getBatch(), getBatch()
+	defer putBatch(batch)
+	defer putBatch(appends)
 	var planBuf [4]plan
 	plans := planBuf[:0]
-	for !b.planAll(ins, &plans, batch, &appends) {
+	for !b.planAll(ins, &plans, batch, appends) {
 		// A message could not be encoded (its rc says so): plan the others again
 		// without it.
 		b.undoPlans(plans)
@@ -121,7 +129,7 @@ func (b *Broker) fanOutAllOnce(ins []fanIn) []*session {
 		batch.Reset()
 		appends.Reset()
 	}
-	batch.Concat(&appends)
+	batch.Concat(appends)
 	var fenced []*session
 	var remote []string
 	for _, p := range plans {
@@ -157,6 +165,9 @@ func (b *Broker) fanOutAllOnce(ins []fanIn) []*session {
 		}
 	}
 	i := 0
+	var heldBuf [4]*conn
+	held := heldOut(heldBuf[:0])
+	defer held.signal()
 	for k := range ins {
 		in := &ins[k]
 		if in.rc != packet.Success {
@@ -168,7 +179,7 @@ func (b *Broker) fanOutAllOnce(ins []fanIn) []*session {
 				seq = seqs[i]
 				i++
 			}
-			b.commitPlan(p, seq)
+			b.commitPlan(p, seq, &held)
 		}
 		if mark := in.mark; mark != nil {
 			var seq uint64

@@ -66,6 +66,7 @@ func (c *conn) handlePublishes(ps []*packet.Publish) bool {
 			break
 		}
 	}
+	c.signalOut() // the PUBACKs, queued with hold set
 	clear(ins)
 	c.pubIns, c.pubAcks = ins[:0], acks[:0]
 	if refused != nil {
@@ -171,7 +172,7 @@ func (c *conn) ackPublish(a inAck, rc packet.ReasonCode) bool {
 			return false
 		}
 		if rc == packet.Success {
-			return c.sendItem(outItem{ack: ackPuback, pid: a.pid}, false) // no Puback to allocate
+			return c.queueItem(outItem{ack: ackPuback, pid: a.pid}, false, true) // no Puback to allocate; handlePublishes signals
 		}
 		return c.sendPacket(&packet.Puback{PacketID: a.pid, ReasonCode: rc})
 	default:

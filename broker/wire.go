@@ -96,6 +96,81 @@ func (m *wireMsg) encoded(v byte) ([]byte, error) {
 	return b, nil
 }
 
+// forVersion returns the message encoded for protocol version v, or, for a 3.1.1
+// (or 3.1) client when the MQTT 5.0 encoding exists and has no properties, that
+// encoding with strip set: the writer leaves out its empty property length,
+// which makes it the 3.1.1 encoding, so that the message is not encoded and
+// allocated a second time.
+func (m *wireMsg) forVersion(v byte) (b []byte, strip bool, err error) {
+	if v != packet.Version5 {
+		m.mu.Lock()
+		v5, v3 := m.v5, m.v3
+		m.mu.Unlock()
+		if v3 == nil && v5 != nil {
+			if _, _, ok := v5Layout(v5, m.qos); ok {
+				return v5, true, nil
+			}
+		}
+	}
+	b, err = m.encoded(v)
+	return b, false, err
+}
+
+// v5Layout reads an MQTT 5.0 PUBLISH of QoS qos whose property length is one byte
+// of zero (no properties): its remaining length starts at b[1] and ends before
+// b[hdr], and b[props] is the property length. ok is false otherwise.
+func v5Layout(b []byte, qos byte) (hdr, props int, ok bool) {
+	hdr, props, err := publishTopicEnd(b)
+	if err != nil {
+		return 0, 0, false
+	}
+	if qos > 0 {
+		props += 2
+	}
+	if props >= len(b) || b[props] != 0 {
+		return 0, 0, false
+	}
+	return hdr, props, true
+}
+
+// writeStripped writes the MQTT 5.0 encoding b of a PUBLISH without properties
+// as its 3.1.1 encoding (see forVersion), with packet id pid and the DUP flag
+// when patch is set.
+func writeStripped(bw *bufio.Writer, b []byte, qos byte, patch bool, pid uint16, dup bool) error {
+	hdr, props, ok := v5Layout(b, qos)
+	if !ok {
+		return errBadPublish
+	}
+	rl := 0
+	for i, mul := 1, 1; i < hdr; i, mul = i+1, mul<<7 {
+		rl += int(b[i]&0x7F) * mul
+	}
+	b0 := b[0]
+	if patch {
+		b0 &^= 0x08
+		if dup {
+			b0 |= 0x08
+		}
+	}
+	bw.WriteByte(b0)
+	for v := rl - 1; ; v >>= 7 { // the remaining length, one byte shorter
+		if v < 0x80 {
+			bw.WriteByte(byte(v))
+			break
+		}
+		bw.WriteByte(byte(v&0x7F) | 0x80)
+	}
+	if patch {
+		bw.Write(b[hdr : props-2])
+		bw.WriteByte(byte(pid >> 8))
+		bw.WriteByte(byte(pid))
+	} else {
+		bw.Write(b[hdr:props])
+	}
+	_, err := bw.Write(b[props+1:])
+	return err
+}
+
 // stored returns the record the store keeps for the message in flight (pid) or
 // queued (pid 0). It shares the encoding, which nothing changes.
 func (m *wireMsg) stored(pid uint16) (*persistence.PersistedPacket, error) {
@@ -129,6 +204,8 @@ type outItem struct {
 	pid   uint16
 	dup   bool
 	patch bool  // b is a QoS 1/2 PUBLISH whose packet id and DUP flag are pid and dup
+	strip bool  // b is an MQTT 5.0 PUBLISH without properties, written as 3.1.1 (writeStripped)
+	qos   byte  // the QoS of b when strip is set
 	ack   byte  // non-zero: a successful PUBACK/PUBREC/PUBREL/PUBCOMP with this first byte, for pid
 	n     int64 // bytes charged to the outgoing budgets (budget.go), given back once written
 }
@@ -137,18 +214,27 @@ type outItem struct {
 // a bug produces.
 var errBadPublish = errors.New("broker: encoded PUBLISH too short")
 
+// publishTopicEnd reads an encoded PUBLISH: its variable header starts at
+// b[hdr] (after the remaining length) and its topic name ends before b[end].
+func publishTopicEnd(b []byte) (hdr, end int, err error) {
+	hdr = 1
+	for hdr < len(b) && hdr < 5 && b[hdr]&0x80 != 0 {
+		hdr++
+	}
+	hdr++
+	if hdr+2 > len(b) {
+		return 0, 0, errBadPublish
+	}
+	return hdr, hdr + 2 + (int(b[hdr])<<8 | int(b[hdr+1])), nil
+}
+
 // publishPIDOffset returns where the packet id sits in an encoded QoS 1/2
 // PUBLISH: after the fixed header and the topic name.
 func publishPIDOffset(b []byte) (int, error) {
-	i := 1
-	for i < len(b) && i < 5 && b[i]&0x80 != 0 {
-		i++
+	_, off, err := publishTopicEnd(b)
+	if err != nil {
+		return 0, err
 	}
-	i++
-	if i+2 > len(b) {
-		return 0, errBadPublish
-	}
-	off := i + 2 + (int(b[i])<<8 | int(b[i+1]))
 	if off+2 > len(b) {
 		return 0, errBadPublish
 	}

@@ -81,6 +81,9 @@ type config struct {
 	Node              string        // cluster mode: this broker's node name
 	Lease             time.Duration // cluster mode: the lease after which a silent node's sessions are taken over
 	CPUProfile        string
+	MemProfile        string
+	GCPercent         int   // gc.go's policy; 0: Go's default collector settings
+	GCSoftLimit       int64 // gc.go's policy: the heap size up to which GCPercent applies
 	ShutdownTimeout   time.Duration
 	SelfCheck         bool
 	SelfCheckMessages int
@@ -205,6 +208,9 @@ Flags:
 	fs.StringVar(&cfg.Node, "node", "", "cluster mode (a shared store such as postgres): this broker's node `name`, unique in the cluster and the same across its restarts (default: host name and -listen port)")
 	fs.DurationVar(&cfg.Lease, "lease", broker.DefaultLeaseTTL, "cluster mode: how long after a node stops renewing its lease the other nodes take over its sessions (wills, expiry)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")
+	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write an allocation profile to `file` at shutdown")
+	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent, "GOGC while the heap stays under -gc-soft-limit, lowered (not below 100) above it; 0: Go's default (GOGC=100); ignored when GOGC or GOMEMLIMIT is set")
+	fs.Int64Var(&cfg.GCSoftLimit, "gc-soft-limit", defaultGCSoftLimit, "heap `bytes` up to which -gc-percent applies")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a clean shutdown may take")
 	fs.BoolVar(&cfg.SelfCheck, "selfcheck", false, "run the restart self-check against -store (on free loopback ports, not -listen) and exit")
 	fs.IntVar(&cfg.SelfCheckMessages, "selfcheck-messages", 100, "messages the self-check publishes")
@@ -246,6 +252,10 @@ func (cfg *config) check() error {
 		return usagef("-receive-maximum %d: must be between 0 and 65535", cfg.ReceiveMaximum)
 	case cfg.ShutdownTimeout <= 0:
 		return usagef("-shutdown-timeout %v: must be positive", cfg.ShutdownTimeout)
+	case cfg.GCPercent < 0:
+		return usagef("-gc-percent %d: must not be negative", cfg.GCPercent)
+	case cfg.GCSoftLimit < 0:
+		return usagef("-gc-soft-limit %d: must not be negative", cfg.GCSoftLimit)
 	case cfg.SelfCheckMessages <= 0:
 		return usagef("-selfcheck-messages %d: must be positive", cfg.SelfCheckMessages)
 	case cfg.SelfCheck && cfg.Metrics != "":
@@ -434,6 +444,15 @@ func run(ctx context.Context, name string, cfg config, started func(Addrs)) (err
 			}
 		}()
 	}
+
+	if cfg.MemProfile != "" {
+		defer func() {
+			if perr := writeMemProfile(cfg.MemProfile); perr != nil && err == nil {
+				err = perr
+			}
+		}()
+	}
+	defer startGC(cfg.GCPercent, cfg.GCSoftLimit).stop()
 
 	var obs persistence.Observer
 	if ms != nil {
