@@ -306,7 +306,9 @@ func (b *Broker) handleNote(p string) {
 	case "sub":
 		if !self {
 			b.reloadRemote(n.ID)
-			b.notifyLater(note{K: "ack", N: b.cl.node, To: n.N, R: n.R})
+			if n.R != 0 { // someone waits
+				b.notifyLater(note{K: "ack", N: b.cl.node, To: n.N, R: n.R})
+			}
 		}
 	case "ack":
 		if n.To == b.cl.node {
@@ -561,27 +563,32 @@ func (b *Broker) resync() {
 }
 
 // announceSubs tells the other nodes that s's subscriptions changed, in batch
-// (which must commit for them to hear it), and returns a wait for their acks.
-// Caller holds s.mu.
-func (b *Broker) announceSubs(s *session, batch *persistence.Batch) *barrier {
+// (which must commit for them to hear it; the caller applies it with applyOwned,
+// which fences it). With wait it returns a wait for every
+// live node's ack (new subscriptions must be routable everywhere before their
+// SUBACK); a removal needs none. Caller holds s.mu.
+func (b *Broker) announceSubs(s *session, batch *persistence.Batch, wait bool) *barrier {
 	if b.cl == nil {
 		return nil
 	}
 	cl := b.cl
-	cl.mu.Lock()
-	cl.req++
-	r := cl.req
-	w := &barrier{need: map[string]bool{}, done: make(chan struct{})}
-	for n := range cl.live {
-		w.need[n] = true
+	var w *barrier
+	var r uint64
+	if wait {
+		cl.mu.Lock()
+		cl.req++
+		r = cl.req
+		w = &barrier{need: map[string]bool{}, done: make(chan struct{})}
+		for n := range cl.live {
+			w.need[n] = true
+		}
+		if len(w.need) == 0 {
+			close(w.done)
+		} else {
+			cl.waits[r] = w
+		}
+		cl.mu.Unlock()
 	}
-	if len(w.need) == 0 {
-		close(w.done)
-	} else {
-		cl.waits[r] = w
-	}
-	cl.mu.Unlock()
-	b.fence(s, batch)
 	batch.Notify(clusterChannel, note{K: "sub", N: cl.node, ID: s.id, R: r}.encode())
 	return w
 }

@@ -76,35 +76,47 @@ func (b *Broker) claimOrphans(ctx context.Context) {
 	}
 }
 
-// adopt claims s, whose node is gone: exactly one node's claim wins. The winner
-// loads it and records its disconnect (a will then waits for its delay, the
-// session for its expiry, both run by this node's expiry loop).
-func (b *Broker) adopt(ctx context.Context, s *session) {
+// claimLoaded claims s for this node without a takeover (exactly one of
+// concurrent claims wins) and loads it from the store. It reports false, having
+// changed nothing, when another live node owns s or the claim or load failed; and
+// when the store no longer holds s, which it then forgets. On true, s.mu is held.
+func (b *Broker) claimLoaded(ctx context.Context, s *session, why string) (persistence.Ownership, bool) {
 	o, err := b.sess.Claim(ctx, s.id, b.cl.node)
 	if errors.Is(err, persistence.ErrOwned) || errors.Is(err, persistence.ErrLeaseExpired) {
-		return
+		return o, false
 	}
 	if err != nil {
-		b.storageError("Sessions.Claim", s.id, err)
-		return
+		b.storageError("Sessions.Claim("+why+")", s.id, err)
+		return o, false
 	}
 	s.mu.Lock()
 	if s.own.Epoch != 0 || s.gone {
 		s.mu.Unlock()
-		return
+		return o, false
 	}
 	s.own, s.owner, s.online = o, b.cl.node, false
 	if err := b.loadOne(ctx, s); err != nil {
 		s.own = persistence.Ownership{}
 		s.mu.Unlock()
-		b.storageError("adopting a session", s.id, err)
-		return
+		b.storageError("loading a claimed session ("+why+")", s.id, err)
+		return o, false
 	}
 	if !s.stored {
 		s.gone = true
 		s.mu.Unlock()
 		b.forget(s)
 		b.release(ctx, o)
+		return o, false
+	}
+	return o, true
+}
+
+// adopt claims s, whose node is gone: exactly one node's claim wins. The winner
+// loads it and records its disconnect (a will then waits for its delay, the
+// session for its expiry, both run by this node's expiry loop).
+func (b *Broker) adopt(ctx context.Context, s *session) {
+	o, ok := b.claimLoaded(ctx, s, "adopt")
+	if !ok {
 		return
 	}
 	var batch persistence.Batch

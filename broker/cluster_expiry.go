@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"time"
 
 	"github.com/mqttstore/mqttstore/persistence"
@@ -94,31 +93,8 @@ func (b *Broker) claimForExpiry(s *session) bool {
 	}
 	ctx, cancel := b.storeCtx()
 	defer cancel()
-	o, err := b.sess.Claim(ctx, s.id, b.cl.node)
-	if errors.Is(err, persistence.ErrOwned) || errors.Is(err, persistence.ErrLeaseExpired) {
-		return false
-	}
-	if err != nil {
-		b.storageError("Sessions.Claim(expiry)", s.id, err)
-		return false
-	}
-	s.mu.Lock()
-	if s.own.Epoch != 0 || s.gone {
-		s.mu.Unlock()
-		return false
-	}
-	s.own, s.owner, s.online = o, b.cl.node, false
-	if err := b.loadOne(ctx, s); err != nil {
-		s.own = persistence.Ownership{}
-		s.mu.Unlock()
-		b.storageError("loading a session to expire", s.id, err)
-		return false
-	}
-	if !s.stored {
-		s.gone = true
-		s.mu.Unlock()
-		b.forget(s)
-		b.release(ctx, o)
+	o, ok := b.claimLoaded(ctx, s, "expiry") // cluster_claim.go
+	if !ok {
 		return false
 	}
 	s.mu.Unlock()

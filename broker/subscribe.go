@@ -197,7 +197,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) bool {
 			batch.SubscriptionStore(s.id, sub)
 		}
 		s.mu.Lock()
-		routed := b.announceSubs(s, &batch) // cluster.go: the other nodes route them before the SUBACK
+		routed := b.announceSubs(s, &batch, true) // cluster.go: the other nodes route them before the SUBACK
 		s.mu.Unlock()
 		ctx, cancel := b.storeCtx()
 		_, err := b.applyOwned(ctx, s, &batch, "SubscriptionsStore")
@@ -299,9 +299,8 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) bool {
 			batch.SubscriptionDelete(s.id, f)
 		}
 		s.mu.Lock()
-		routed := b.announceSubs(s, &batch)
+		b.announceSubs(s, &batch, false)
 		s.mu.Unlock()
-		b.cancelWait(routed) // nobody waits for a subscription to stop
 		ctx, cancel := b.storeCtx()
 		_, err := b.applyOwned(ctx, s, &batch, "SubscriptionsDelete")
 		cancel()
