@@ -82,7 +82,7 @@ type token interface {
 }
 
 // client is what the phases need of an MQTT client: paho.mqtt.golang at QoS 0 and
-// 1, client311 at QoS 2 (see there why).
+// 1 without -reconnect, client311 otherwise (see there and newClient why).
 type client interface {
 	Connect(ctx context.Context) (sessionPresent bool, err error)
 	Subscribe(ctx context.Context, filter string, qos byte) error
@@ -93,8 +93,12 @@ type client interface {
 // newClient returns a client with id and clean session flag that connects over rt.
 // onMessage, when not nil, gets every payload before it is acknowledged; onReconnect,
 // when not nil, runs after every reconnection.
+//
+// client311 also serves every run with -reconnect: paho's reconnection races with
+// its own writer (it marks a stored PUBLISH DUP while the writer encodes it,
+// eclipse-paho/paho.mqtt.golang#703, seen by the race detector here).
 func (r *runner) newClient(rt *route, id string, clean bool, onMessage func([]byte), onReconnect func(client)) client {
-	if r.cfg.QoS == 2 && !r.cfg.pahoQoS2 {
+	if (r.cfg.QoS == 2 || r.cfg.Reconnect) && !r.cfg.pahoQoS2 {
 		c := newClient311(rt, id, clean, 30*time.Second, r.cfg.ConnectTimeout, r.cfg.Reconnect)
 		c.onLost = func() { r.reconnects.Add(1) }
 		if onMessage != nil {
