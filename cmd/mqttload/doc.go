@@ -10,6 +10,9 @@
 // had, and delivers again a message whose PUBREL had not arrived, so the duplicates
 // counted would be the client's. The tool's client keeps the QoS 2 state of both
 // directions for the life of the process; it imports nothing of this repository.
+// It also serves every run with -reconnect, at any QoS: paho's reconnection races
+// with its own writer (eclipse-paho/paho.mqtt.golang#703). paho's clients read
+// through a buffer (paho reads each fixed header a byte per read(2) otherwise).
 //
 // Each payload carries a run id, the publisher's index, a sequence number and the
 // send time, so arrival can be matched to what was published and timed. Message g of
