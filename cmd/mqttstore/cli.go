@@ -72,6 +72,16 @@ Stop the broker that uses a store before running a command on it.`,
 
 type optsFunc func(*cobra.Command) (tool.Options, error)
 
+// output returns the options of a command that prints a report: with --json the
+// report is the only output, so no progress is shown.
+func (f optsFunc) output(cmd *cobra.Command, asJSON bool) (tool.Options, error) {
+	o, err := f(cmd)
+	if err == nil && asJSON {
+		o.Progress = tool.ProgressNone
+	}
+	return o, err
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -201,12 +211,9 @@ func inspectCmd(stdout io.Writer, opts optsFunc) *cobra.Command {
 		Short: "Show totals per kind and the largest queues, one session, or retained messages",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := opts(cmd)
+			o, err := opts.output(cmd, asJSON)
 			if err != nil {
 				return err
-			}
-			if asJSON {
-				o.Progress = tool.ProgressNone
 			}
 			ctx := cmd.Context()
 			switch {
@@ -329,12 +336,9 @@ readable records of a session whose own record is broken, which go to the aside
 file too. Stop the broker first.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := opts(cmd)
+			o, err := opts.output(cmd, asJSON)
 			if err != nil {
 				return err
-			}
-			if asJSON {
-				o.Progress = tool.ProgressNone
 			}
 			if cmd.Flags().Changed("aside") && !repair {
 				return fmt.Errorf("%w: --aside is only for --repair", persistence.ErrInvalidArgument)
