@@ -452,10 +452,7 @@ func (b *Broker) setOwner(id, node string, online bool) {
 // as MQTT requires for a takeover, with no will and no write (they would be
 // fenced) — and keeps only its subscriptions, for routing.
 func (b *Broker) lostTo(id, node string, epoch uint64, online bool) {
-	s := b.lookup(id)
-	if s == nil {
-		s = b.remoteSession(id)
-	}
+	s := b.remoteSession(id)
 	s.mu.Lock()
 	if s.own.Epoch == 0 {
 		s.owner, s.online = node, online
