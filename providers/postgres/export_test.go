@@ -20,3 +20,7 @@ func Crash(s *persistence.Store) {
 // underneath the driver (its search_path is the store's schema when the driver
 // made the pool).
 func Pool(s *persistence.Store) *pgxpool.Pool { return s.Driver().(*conn).pool }
+
+// SetLoadBudget sets the table heap LoadForEach reads per range, so that a test
+// can read a small store in many ranges.
+func SetLoadBudget(s *persistence.Store, bytes int64) { s.Driver().(*conn).loadBudget = bytes }

@@ -48,6 +48,8 @@ type conn struct {
 	closing   atomic.Bool
 	closeOnce sync.Once
 	listen    listeners // notify.go
+	// loadBudget is the table heap LoadForEach reads per range (see load.go).
+	loadBudget int64
 }
 
 var _ driver.Conn = (*conn)(nil)

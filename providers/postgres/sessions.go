@@ -18,12 +18,6 @@ import (
 // round trip is amortised, small enough that a page is a small allocation.
 const pageSize = 256
 
-// sessionPage is how many sessions LoadForEach aims to read per range: a broker
-// loads every session at start-up, and each range costs a scan of both tables'
-// primary keys, so few large ranges beat many small ones; a range is held in
-// memory before its sessions are handed out.
-const sessionPage = 8192
-
 // pastEveryHash sorts after every SHA-256 hash.
 var pastEveryHash = bytes.Repeat([]byte{0xFF}, sha256.Size+1)
 
@@ -249,100 +243,6 @@ func (c *conn) Count(ctx context.Context) (uint64, error) {
 	var n int64
 	err := c.pool.QueryRow(ctx, c.q(`SELECT count(*) FROM mqtt_sessions`)).Scan(&n)
 	return uint64(n), c.wrap(ctx, "count sessions", err)
-}
-
-// LoadForEach counts the sessions, then reads them by ranges of their hash (see
-// hashRanges) sized to about sessionPage sessions each: per range, one pipelined
-// batch of two set-based queries, the range's sessions and the range's
-// subscriptions, joined in memory. Neither query sorts nor probes an index per
-// session: each is one bitmap scan of its table's primary key. fn runs with no
-// connection held.
-func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
-	type row struct {
-		id, base, state, expiry []byte
-		subs                    [][]byte
-	}
-	var total int64
-	if err := c.pool.QueryRow(ctx, c.q(`SELECT count(*) FROM mqtt_sessions`)).Scan(&total); err != nil {
-		return c.wrap(ctx, "load sessions", err)
-	}
-	hr := newHashRanges(total, sessionPage)
-	var page []row
-	at := make(map[string]int)
-	for !hr.done() {
-		lo, hi := hr.next()
-		page = page[:0]
-		clear(at)
-		var b pgx.Batch
-		b.Queue(c.q(`SELECT h, id, base, state, expiry FROM mqtt_sessions WHERE h >= $1 AND h < $2`), lo, hi)
-		b.Queue(c.q(`SELECT h, blob FROM mqtt_subscriptions WHERE h >= $1 AND h < $2`), lo, hi)
-		err := func() error {
-			br := c.pool.SendBatch(ctx, &b)
-			defer br.Close()
-			rows, _ := br.Query()
-			var h []byte
-			var r row
-			if _, err := pgx.ForEachRow(rows, []any{&h, &r.id, &r.base, &r.state, &r.expiry}, func() error {
-				at[string(h)] = len(page)
-				page = append(page, r)
-				return nil
-			}); err != nil {
-				return err
-			}
-			// Subscriptions of a session created between the two queries have no
-			// row in page and are skipped.
-			var blob []byte
-			rows, _ = br.Query()
-			if _, err := pgx.ForEachRow(rows, []any{&h, &blob}, func() error {
-				if i, ok := at[string(h)]; ok {
-					page[i].subs = append(page[i].subs, blob)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			return br.Close()
-		}()
-		if err != nil {
-			return c.wrap(ctx, "load sessions", err)
-		}
-		hr.seen(len(page))
-		for i := range page {
-			r := &page[i]
-			ls, err := decodeSession(r.id, r.base, r.state, r.expiry, r.subs)
-			if err != nil {
-				return err
-			}
-			if err := fn(ls); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func decodeSession(id, base, state, expiry []byte, subs [][]byte) (*driver.LoadedSession, error) {
-	ls := &driver.LoadedSession{ID: string(id)}
-	var err error
-	if ls.Base, err = driver.DecodeSessionBase(base); err != nil {
-		return nil, fmt.Errorf("postgres: session %s: %w", show(ls.ID), err)
-	}
-	if state != nil {
-		if ls.State, err = driver.DecodeState(state); err != nil {
-			return nil, fmt.Errorf("postgres: state of session %s: %w", show(ls.ID), err)
-		}
-	}
-	if expiry != nil {
-		e, err := driver.DecodeExpiry(expiry)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: expiry of session %s: %w", show(ls.ID), err)
-		}
-		ls.Expiry = &e
-	}
-	if ls.Subscriptions, err = decodeSubscriptions(ls.ID, subs); err != nil {
-		return nil, err
-	}
-	return ls, nil
 }
 
 func decodeSubscriptions(id string, blobs [][]byte) ([]driver.Subscription, error) {

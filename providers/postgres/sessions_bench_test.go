@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkSessionsLoad measures what a broker's restore reads first: Count and
-// LoadForEach of every session (100k, one subscription each, scaled by
-// MQTTSTORE_BENCH_SCALE), through persistence.Store after a reopen, beside a
+// LoadForEach of every session (100k, scaled by MQTTSTORE_BENCH_SCALE, each with
+// 5 subscriptions and 10 queued packets of 64 bytes, the workload of the
+// conformance suite's Sessions benchmark), through persistence.Store after a reopen, beside a
 // baseline in the same run and on the same rows: a plain count(*) and a plain
 // SELECT of every session row and every subscription row on a freshly opened
 // pool, scanned into byte slices and not decoded. One op is the whole load.
@@ -25,11 +26,20 @@ func BenchmarkSessionsLoad(b *testing.B) {
 	ss := p.Sessions()
 	base := persistence.SessionBase{ProtocolVersion: 5}
 	id := func(i int) string { return fmt.Sprintf("bench-client-%07d", i) }
-	for start := 0; start < n; start += 1000 {
+	const subsPer, packetsPer = 5, 10
+	data := make([]byte, 64)
+	for start := 0; start < n; start += 100 {
 		var batch persistence.Batch
-		for i := start; i < min(start+1000, n); i++ {
+		for i := start; i < min(start+100, n); i++ {
 			batch.Create(id(i), base)
-			batch.SubscriptionStore(id(i), persistence.Subscription{Filter: fmt.Sprintf("site/%d/dev/+/temp", i%100), QoS: 1})
+			for s := range subsPer {
+				batch.SubscriptionStore(id(i), persistence.Subscription{
+					Filter: fmt.Sprintf("site/%d/dev/+/temp/%d", i%100, s), QoS: 1, ID: uint32(s + 1)})
+			}
+			for range packetsPer {
+				batch.PacketAppend(id(i), persistence.ClassQoS12,
+					&persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: data})
+			}
 		}
 		if _, err := ss.Apply(ctx, &batch); err != nil {
 			b.Fatalf("Apply (building sessions %d..): %v", start, err)
@@ -54,9 +64,9 @@ func BenchmarkSessionsLoad(b *testing.B) {
 				subs += len(ls.Subscriptions)
 				return nil
 			})
-			if err != nil || count != uint64(n) || sessions != n || subs != n {
-				b.Fatalf("Count = %d, LoadForEach visited %d sessions with %d subscriptions, error %v; want %d each",
-					count, sessions, subs, err, n)
+			if err != nil || count != uint64(n) || sessions != n || subs != n*subsPer {
+				b.Fatalf("Count = %d, LoadForEach visited %d sessions with %d subscriptions, error %v; want %d, %d, %d",
+					count, sessions, subs, err, n, n, n*subsPer)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/session")
@@ -101,8 +111,8 @@ func BenchmarkSessionsLoad(b *testing.B) {
 			if err := rows.Err(); err != nil {
 				b.Fatal(err)
 			}
-			if count != int64(n) || sessions != n || subs != n {
-				b.Fatalf("count %d, %d session rows, %d subscription rows; want %d each", count, sessions, subs, n)
+			if count != int64(n) || sessions != n || subs != n*subsPer {
+				b.Fatalf("count %d, %d session rows, %d subscription rows; want %d, %d, %d", count, sessions, subs, n, n, n*subsPer)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/session")
