@@ -100,6 +100,8 @@ var bulkCases = []tcase{
 			}
 			add("b", persistence.ClassQoS12, p)
 		}
+		add("c", persistence.ClassQoS12, pkt(5)) // two identical packets with an expiry
+		add("c", persistence.ClassQoS12, pkt(5))
 		add("d\x00\xff", persistence.ClassQoS0, pktData([]byte("q0")))
 		add("d\x00\xff", persistence.ClassIncoming, pkt(4))
 		e.eq(diffStats(e.statsOf(), wantStats(queues)), "PacketStatsForEach")

@@ -206,7 +206,7 @@ func (c *Config) Connect(ctx context.Context, env driver.Env) (driver.Conn, erro
 	} else {
 		secrets = append(secrets, configSecrets(pool.Config().ConnConfig)...)
 	}
-	cn := &conn{pool: pool, ownPool: own, schema: schema, env: env, secrets: secrets, qual: newQualifier(schema), loadBudget: loadBudget}
+	cn := &conn{pool: pool, ownPool: own, schema: schema, env: env, secrets: secrets, qual: newQualifier(schema), loadBudget: loadBudget, statsPage: statsPage}
 	if err := cn.migrate(ctx); err != nil {
 		if own {
 			pool.Close()

@@ -24,3 +24,6 @@ func Pool(s *persistence.Store) *pgxpool.Pool { return s.Driver().(*conn).pool }
 // SetLoadBudget sets the table heap LoadForEach reads per range, so that a test
 // can read a small store in many ranges.
 func SetLoadBudget(s *persistence.Store, bytes int64) { s.Driver().(*conn).loadBudget = bytes }
+
+// SetStatsPage sets how many sessions one PacketStatsForEach round trip covers.
+func SetStatsPage(s *persistence.Store, n int) { s.Driver().(*conn).statsPage = n }

@@ -84,3 +84,57 @@ func TestLoadForEachRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestPacketStatsPages counts the packets of 100 sessions (some with none, some
+// with identical packets that carry an expiry, which the server groups by header)
+// in one page and in pages of 7 sessions: both give every session's counts and
+// bytes, each session once.
+func TestPacketStatsPages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := harness("").New(t)
+	ss := p.Sessions()
+	const n = 100
+	want := map[string]persistence.PacketStats{}
+	var b persistence.Batch
+	for i := range n {
+		id := fmt.Sprintf("stats-%03d", i)
+		b.Create(id, persistence.SessionBase{ProtocolVersion: 5})
+		st := persistence.PacketStats{ID: id}
+		for k := range i % 5 {
+			data := make([]byte, 100*k+i)
+			pk := &persistence.PersistedPacket{PacketID: 1, QoS: 1, ProtocolVersion: 5, Data: data}
+			if k%2 == 1 { // the same expiry and length each time: one group on the server
+				pk.ExpireAt = time.Unix(1_900_000_000, 0)
+			}
+			class := []persistence.PacketClass{persistence.ClassQoS12, persistence.ClassUnAck}[k%2]
+			b.PacketAppend(id, class, pk)
+			b.PacketAppend(id, class, pk)
+			cs := &st.Classes[class-1]
+			cs.Count += 2
+			cs.Bytes += 2 * uint64(len(data))
+		}
+		if !st.Empty() {
+			want[id] = st
+		}
+	}
+	if _, err := ss.Apply(ctx, &b); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	for _, page := range []int{10000, 7} {
+		postgres.SetStatsPage(p, page)
+		got := map[string]persistence.PacketStats{}
+		err := ss.PacketStatsForEach(ctx, func(st *persistence.PacketStats) error {
+			if _, dup := got[st.ID]; dup {
+				return fmt.Errorf("session %q visited twice", st.ID)
+			}
+			if !st.Empty() {
+				got[st.ID] = *st
+			}
+			return nil
+		})
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("pages of %d: PacketStatsForEach = %v, error %v; want %v", page, got, err, want)
+		}
+	}
+}

@@ -48,8 +48,10 @@ type conn struct {
 	closing   atomic.Bool
 	closeOnce sync.Once
 	listen    listeners // notify.go
-	// loadBudget is the table heap LoadForEach reads per range (see load.go).
+	// loadBudget is the table heap LoadForEach reads per range (see load.go);
+	// statsPage the sessions per PacketStatsForEach round trip (stats.go).
 	loadBudget int64
+	statsPage  int
 }
 
 var _ driver.Conn = (*conn)(nil)
