@@ -291,6 +291,8 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 		s.mu.Unlock()
 		return false
 	}
+	// The next page is read while this move commits (before p.Seq is cleared).
+	b.readAheadIfShort(c, page, room)
 	now := b.now()
 	batch := getBatch()
 	defer putBatch(batch)
@@ -352,9 +354,6 @@ func (b *Broker) pumpStored(c *conn, room int) bool {
 	}
 	for i, f := range moved {
 		f.seq, f.reserved = seqs[i], false
-	}
-	if s.queued > 0 && s.conn == c {
-		s.ahead = b.readAhead(c, min(c.window, s.queued, pumpPage))
 	}
 	s.mu.Unlock()
 	for _, p := range qos0 {

@@ -52,9 +52,9 @@ type session struct {
 
 	incoming map[uint16]uint64 // inbound QoS 2 awaiting PUBREL: packet id → seq in ClassIncoming
 
-	// ahead is the read of the stored queue's next page that the delivery pump
-	// started after its last move in flight (deliver_ahead.go); nil when none.
-	ahead *pageAhead
+	// head is what the delivery pump holds of the stored queue's head, read and
+	// not yet moved in flight (deliver_ahead.go); nil when nothing.
+	head *queueHead
 
 	// Cluster mode (cluster.go): own is this node's claim of the session (zero:
 	// another node's, or nobody's, and only its subscriptions are kept here, for
