@@ -11,10 +11,10 @@ import (
 	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// firstPage is the first page of PacketsForEach: a broker draining a stored queue
-// reads it a window at a time (32 packets by default, then half windows of 16),
-// stopping there, so a first page of pageSize read and sent 224 rows for nothing
-// per read.
+// firstPage is the first page of PacketsForEach, the following ones pageSize: an
+// iteration that stops early (a broker reading the next half window of a queue)
+// reads little for nothing, and one that goes on (the broker's delivery pump
+// reads 256 packets ahead) takes two round trips, not one per doubling page.
 const firstPage = 32
 
 // PacketGet reads one packet by its primary key.
@@ -59,8 +59,7 @@ func (c *conn) PacketCount(ctx context.Context, id string, class driver.PacketCl
 // visited) and calls fn with no connection held. The first page is read in the
 // same round trip as that bound (and the session check); the deletions fn asks
 // for are sent with the query for the next page, in the same round trip. Pages
-// start at firstPage rows and double up to pageSize: a broker moving a queue in
-// flight stops after a window's worth (see firstPage).
+// are firstPage rows, then pageSize (see firstPage).
 func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.PacketClass, fn driver.PacketLoader) error {
 	h := hashOf(id)
 	type row struct {
@@ -93,6 +92,13 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 	for {
 		page = page[:0]
 		var b pgx.Batch
+		// A queue is read in seq order from the index, never by a bitmap scan of
+		// every row of the session's class and a sort: the planner's estimate of
+		// rows per session is an average (or, before the first ANALYZE, a default
+		// of a few rows), so for one long queue (a device offline for a day) it
+		// would pick the bitmap and read the whole queue for each page.
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL enable_bitmapscan = off`)
 		if first {
 			b.Queue(c.q(`SELECT (SELECT max(seq) FROM mqtt_packets WHERE h = $1 AND class = $2)
 				FROM mqtt_sessions WHERE h = $1`), h, int16(class))
@@ -105,10 +111,16 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 			b.Queue(c.q(`SELECT seq, blob FROM mqtt_packets WHERE h = $1 AND class = $2 AND seq > $3 AND seq <= $4
 				ORDER BY seq LIMIT $5`), h, int16(class), last, *limit, size)
 		}
+		b.Queue(`COMMIT`)
 		missing := false
 		err := func() error {
 			br := c.pool.SendBatch(ctx, &b)
 			defer br.Close()
+			for range 2 { // BEGIN, SET LOCAL
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
 			if first {
 				err := br.QueryRow().Scan(&limit)
 				if errors.Is(err, pgx.ErrNoRows) {
@@ -138,6 +150,9 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 			if err := rows.Err(); err != nil {
 				return err
 			}
+			if _, err := br.Exec(); err != nil { // COMMIT
+				return err
+			}
 			return br.Close()
 		}()
 		if err != nil {
@@ -150,7 +165,7 @@ func (c *conn) PacketsForEach(ctx context.Context, id string, class driver.Packe
 			return nil
 		}
 		full := len(page) == size
-		size = min(2*size, pageSize)
+		size = pageSize
 		if first {
 			// The first page was read beside the bound, not under it.
 			for len(page) > 0 && page[len(page)-1].seq > *limit {
