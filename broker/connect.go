@@ -374,6 +374,7 @@ func (b *Broker) detach(c *conn) {
 		return
 	}
 	s.conn, s.ready = nil, false
+	s.head = nil // the queue's head read for c (deliver_ahead.go) is read again for the next connection
 	if c.expiryOnDisconnect != nil {
 		s.state.ExpiryInterval = *c.expiryOnDisconnect
 	}

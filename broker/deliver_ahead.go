@@ -20,7 +20,7 @@ import (
 // still held and any packet committed since, even one with a lower sequence
 // number than rows already moved (concurrent fan-outs may commit out of sequence
 // order), so replacing the rows held by a completed read loses nothing. When the
-// session changes hands its connection is not c and everything held is dropped.
+// connection detaches, everything held is dropped (detach).
 type queueHead struct {
 	c    *conn
 	rows []*persistence.PersistedPacket // read, not moved yet, in queue order
@@ -42,6 +42,10 @@ type pageRead struct {
 func (b *Broker) queuePage(c *conn, max int) ([]*persistence.PersistedPacket, error) {
 	s := c.sess
 	s.mu.Lock()
+	if s.conn != c { // detached: the caller sees that too, and stops
+		s.mu.Unlock()
+		return nil, nil
+	}
 	h := s.head
 	if h == nil || h.c != c {
 		h = &queueHead{c: c}
