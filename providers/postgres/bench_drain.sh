@@ -8,13 +8,8 @@
 # docker rm -f b11pgstat). See BENCH.md.
 set -u
 BIN=$1; LABEL=$2; COUNT=${3:-50000}
-C=b11pgstat
-if ! docker ps --format '{{.Names}}' | grep -q "^$C$"; then
-  docker run -d --rm --name $C -p 127.0.0.1:28840:5432 -e POSTGRES_PASSWORD=bench -e POSTGRES_USER=bench -e POSTGRES_DB=bench mqttstore/postgres:15-local -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all >/dev/null
-  for _ in $(seq 60); do docker exec $C pg_isready -h 127.0.0.1 -U bench -d bench >/dev/null 2>&1 && break; sleep 1; done
-  sleep 2
-  docker exec $C psql -U bench -d bench -qc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
-fi
+. "$(dirname "$0")/bench_pgstat.sh"
+pgstat_start
 URL="postgres://bench:bench@127.0.0.1:28840/bench?sslmode=disable&schema=dr_${LABEL}_$(date +%s)${4:-}"
 "$BIN/demo" -listen 127.0.0.1:28850 -store "$URL" -log-level warn -max-connection-rate -1 -max-queued 200000 \
   -max-queued-bytes 1073741824 >"/tmp/bench_drain-$LABEL.log" 2>&1 &
@@ -23,7 +18,6 @@ L() { "$BIN/mqttload" -addr 127.0.0.1:28850 -json "$@" 2>/dev/null; }
 L -phase wait -timeout 60s >/dev/null
 L -phase sessions -subs 1 -prefix dr >/dev/null
 L -phase publish -pubs 16 -subs 1 -qos 1 -size 256 -count "$COUNT" -duration 60s -prefix dr -state "/tmp/bench_drain-$LABEL.json" -timeout 10m >/dev/null
-psql_() { docker exec $C psql -U bench -d bench -tAc "$1"; }
 psql_ "SELECT pg_stat_statements_reset()" >/dev/null
 X0=$(psql_ "SELECT xact_commit FROM pg_stat_database WHERE datname='bench'")
 echo "== $LABEL: $(L -phase drain -state "/tmp/bench_drain-$LABEL.json" -timeout 2m -settle 5s | jq -c '{drain_s, msgs_per_s, received}')"

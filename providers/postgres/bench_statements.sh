@@ -6,19 +6,13 @@
 # pg_stat_statements loaded; remove it with docker rm -f b11pgstat. See BENCH.md.
 set -u
 BIN=$1; LABEL=$2; COUNT=${3:-20000}
-C=b11pgstat
-if ! docker ps --format '{{.Names}}' | grep -q "^$C$"; then
-  docker run -d --rm --name $C -p 127.0.0.1:28840:5432 -e POSTGRES_PASSWORD=bench -e POSTGRES_USER=bench -e POSTGRES_DB=bench mqttstore/postgres:15-local -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all >/dev/null
-  for i in $(seq 60); do docker exec $C pg_isready -h 127.0.0.1 -U bench -d bench >/dev/null 2>&1 && break; sleep 1; done
-  sleep 2
-  docker exec $C psql -U bench -d bench -qc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' 
-fi
+. "$(dirname "$0")/bench_pgstat.sh"
+pgstat_start
 SCHEMA=rt_${LABEL}_$(date +%s)
 URL="postgres://bench:bench@127.0.0.1:28840/bench?sslmode=disable&schema=$SCHEMA${4:-}"
 $BIN/demo -listen 127.0.0.1:28850 -store "$URL" -log-level warn -max-queued 200000 > /tmp/bench_statements-$LABEL.log 2>&1 &
 PID=$!
 $BIN/mqttload -addr 127.0.0.1:28850 -json -phase wait -timeout 60s >/dev/null
-psql_() { docker exec $C psql -U bench -d bench -tAc "$1"; }
 psql_ "SELECT pg_stat_statements_reset()" >/dev/null
 X0=$(psql_ "SELECT xact_commit FROM pg_stat_database WHERE datname='bench'")
 ( while :; do psql_ "SELECT count(*) FILTER (WHERE state = 'active' AND query NOT ILIKE '%pg_stat_activity%'), count(*) FROM pg_stat_activity WHERE datname = 'bench' AND backend_type = 'client backend'"; sleep 0.2; done ) > /tmp/bench_statements-$LABEL.conns 2>/dev/null &
