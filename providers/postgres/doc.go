@@ -60,6 +60,13 @@
 //   - Sessions.PacketStatsForEach (driver.PacketStatsConn) counts every session's
 //     packets and their sizes by class in one query per 10,000 sessions, which is
 //     what a broker's restart reads instead of every queue.
+//   - Sessions.LoadForEach reads the sessions and subscriptions tables with one
+//     sequential scan each when they hold at most 128 MiB of heap together, and
+//     holds those sessions decoded before it hands them out; a larger store is read
+//     in ranges of about 128 MiB of heap each, so memory stays bounded.
+//   - A queue is read in sequence order down the primary key, whatever the
+//     planner estimates for the session, so the head of a long queue costs a page,
+//     not the queue.
 //
 // Iterations read pages of rows by key and run callbacks with no connection held.
 // providers/postgres/BENCH.md has the statements and commits per message measured
