@@ -106,8 +106,8 @@ func (h *queueHead) take(max int) []*persistence.PersistedPacket {
 
 // readAheadIfShort starts reading the head of c's session's queue when the rows
 // held for c are fewer than four moves of next and more are queued than held, so
-// that the read has the time of three moves to complete: page is the move about to be
-// committed, whose packets the read skips. Caller holds the session's mu.
+// that the read has the time of three moves to complete: page is the move about
+// to be committed, whose packets the read skips. Caller holds the session's mu.
 func (b *Broker) readAheadIfShort(c *conn, page []*persistence.PersistedPacket, next int) {
 	s := c.sess
 	h := s.head

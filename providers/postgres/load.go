@@ -10,21 +10,22 @@ import (
 	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// loadBudget is the default of conn.loadBudget: about how many bytes of table heap (sessions and subscriptions
-// together) LoadForEach reads per range of session hashes. A session's
-// subscription rows lie wherever they were written, not next to each other, so
-// every range reads about every page of the subscriptions table whatever its
-// width: the fewer the ranges, the fewer whole-table reads. A range's sessions
-// are decoded and held before they are handed out, in memory of about the size of
-// the heap they came from, which a broker restoring them keeps anyway.
+// loadBudget is the default of conn.loadBudget: about how many bytes of table
+// heap (sessions and subscriptions together) LoadForEach reads per range of
+// session hashes. A session's subscription rows lie wherever they were written,
+// not next to each other, so every range reads about every page of the
+// subscriptions table whatever its width: the fewer the ranges, the fewer
+// whole-table reads. A range's sessions are decoded and held before they are
+// handed out, in memory of about the size of the heap they came from, which a
+// broker restoring them keeps anyway.
 const loadBudget = 128 << 20
 
-// LoadForEach reads every session with its subscriptions. A store whose two tables
-// fit in the load budget (loadBudget) is read in one pipelined batch of two sequential scans, the
-// sessions and the subscriptions, joined in memory; a larger one by ranges of the
-// session hash (see hashRanges), each the same two queries restricted to the range.
-// Rows are decoded straight from the connection's buffers. fn runs with no
-// connection held.
+// LoadForEach reads every session with its subscriptions. A store whose two
+// tables fit in the load budget is read in one pipelined batch of two sequential
+// scans, the sessions and the subscriptions, joined in memory; a larger one by
+// ranges of the session hash (see hashRanges), each the same two queries
+// restricted to the range. Rows are decoded straight from the connection's
+// buffers. fn runs with no connection held.
 func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 	var heap int64
 	err := c.pool.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) + pg_relation_size($2::regclass)`,
@@ -47,7 +48,7 @@ func (c *conn) LoadForEach(ctx context.Context, fn driver.SessionLoader) error {
 	for !hr.done() {
 		lo, hi := hr.next()
 		var b pgx.Batch
-		if hr.done() && len(lo) == 0 {
+		if ranges == 1 {
 			b.Queue(c.q(`SELECT h, id, base, state, expiry FROM mqtt_sessions`))
 			b.Queue(c.q(`SELECT h, blob FROM mqtt_subscriptions`))
 		} else {

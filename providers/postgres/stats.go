@@ -27,7 +27,8 @@ const dataLenSQL = `CASE WHEN n <= 128 THEN n - 1 WHEN n <= 16385 THEN n - 2
 // bytes, which Go parses (headerDataLen) and multiplies by the group's count. The
 // subquery is a fence (OFFSET 0): the aggregate is fed the projected columns, not
 // the blobs; and with no ORDER BY the planner hashes the groups in memory rather
-// than sorting every packet row on disk (measured: 270 ms → 40 ms for 100k packets).
+// than sorting every packet row on disk (100k packets: 270 ms → 135 ms through the
+// driver on a fresh connection, 40 ms in a warm psql session).
 const statsSQL = `SELECT h, class, count(*), sum(` + dataLenSQL + `)::bigint, hdr FROM (
 		SELECT p.h, p.class, octet_length(p.blob) - 11 AS n,
 			CASE WHEN octet_length(p.blob) < 12 OR get_byte(p.blob, 2) & 1 <> 0
@@ -45,7 +46,7 @@ func (c *conn) PacketStatsForEach(ctx context.Context, fn driver.PacketStatsLoad
 	var (
 		page []driver.PacketStats
 		at   = make(map[string]int, c.statsPage)
-		h    []byte
+		h    []byte // a session's hash, or an aggregate's
 	)
 	for {
 		page = nil // fn may keep what it is handed
@@ -65,7 +66,9 @@ func (c *conn) PacketStatsForEach(ctx context.Context, fn driver.PacketStatsLoad
 			}); err != nil {
 				return err
 			}
-			last = append(last[:0], h...)
+			if len(page) > 0 {
+				last = append(last[:0], h...) // the page's last session
+			}
 			// Packets of a session created between the two queries have no
 			// session in page and are skipped.
 			var (
