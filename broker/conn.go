@@ -126,6 +126,11 @@ func (b *Broker) serveConn(nc net.Conn) {
 	b.stats.connected.Add(1)
 	b.stats.connections.Add(1)
 	defer b.stats.connected.Add(-1)
+	// The session's in-flight packets go first, before any packet of the
+	// client is read: until then the session is not ready and a QoS 0 message
+	// for it is dropped, so a SUBSCRIBE handled earlier could miss a message
+	// published after its SUBACK.
+	b.redeliver(c)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -516,12 +521,11 @@ func (c *conn) linger() {
 	c.nc.Close()
 }
 
-// deliverLoop redelivers the session's in-flight packets and then moves queued
-// messages in flight whenever it is kicked (an acknowledgement freed the window,
-// or a message was queued).
+// deliverLoop moves queued messages in flight whenever it is kicked (an
+// acknowledgement freed the window, or a message was queued); serve has
+// redelivered the session's in-flight packets before it starts.
 func (c *conn) deliverLoop() {
 	defer c.ackTimer.Stop()
-	c.b.redeliver(c)
 	for {
 		c.b.pump(c)
 		select {
