@@ -170,7 +170,20 @@ func (b *Broker) takeOver(ctx context.Context, s *session) packet.ReasonCode {
 	return packet.Success
 }
 
-// deleteOwned deletes a session that ends (s is already forgotten): in a cluster
+// endStored deletes the records of gone session s, whose caller set s.ending,
+// then forgets s and closes s.ending. Until then attach finds s and waits, so
+// that a new connection with the same client id does not resume the records
+// being deleted, nor store records this deletion would then remove.
+func (b *Broker) endStored(s *session, why string) {
+	b.deleteOwned(s, why)
+	b.forget(s)
+	s.mu.Lock()
+	ending := s.ending
+	s.mu.Unlock()
+	close(ending)
+}
+
+// deleteOwned deletes a session that ends (s is gone): in a cluster
 // fenced, with a "gone" notification, and its claim released.
 func (b *Broker) deleteOwned(s *session, why string) {
 	ctx, cancel := b.storeCtx()

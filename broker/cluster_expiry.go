@@ -32,10 +32,10 @@ func (b *Broker) expireClustered(id string, s *session, expDue bool, e persisten
 	}
 	if !willDue {
 		s.gone = true
+		s.ending = make(chan struct{})
 		b.unindex(s)
 		s.mu.Unlock()
-		b.forget(s)
-		b.deleteOwned(s, "expired") // cluster_claim.go
+		b.endStored(s, "expired") // cluster_claim.go
 		b.log.Debug("broker: session expired", "client", id)
 		return false, true
 	}

@@ -216,6 +216,20 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 			return false, packet.ServerUnavailable
 		}
 		s := b.sessions[id]
+		if ending := s.endingCh(); ending != nil {
+			// The id's previous session ends and its records are being
+			// deleted: a new session must neither resume them nor have its
+			// own deleted by them.
+			b.mu.Unlock()
+			t := time.NewTimer(takeoverWait)
+			select {
+			case <-ending:
+				t.Stop()
+			case <-t.C:
+				return false, packet.ServerBusy
+			}
+			continue
+		}
 		if s == nil || s.isGone() {
 			s = newSession(id)
 			b.sessions[id] = s
@@ -386,17 +400,22 @@ func (b *Broker) detach(c *conn) {
 	if !s.stored || s.state.ExpiryInterval == 0 {
 		stored := s.stored
 		s.gone = true
+		if stored {
+			s.ending = make(chan struct{})
+		}
 		b.unindex(s)
 		shared := s.takeShared()
 		b.dropMemQueue(s)
 		s.mu.Unlock()
-		b.forget(s)
+		if !stored {
+			b.forget(s)
+		}
 		b.handOn(s, shared)
 		if publishNow {
 			b.publishWill(s.id, will, nil)
 		}
 		if stored {
-			b.deleteOwned(s, "disconnect") // cluster_claim.go
+			b.endStored(s, "disconnect") // cluster_claim.go
 		}
 		return
 	}

@@ -23,6 +23,9 @@ type session struct {
 	mu     sync.Mutex
 	stored bool // exists in the store
 	gone   bool // deleted (expired or cleaned); a stale pointer must not be used
+	// ending is set with gone when the session's store records are still to be
+	// deleted, and closed once they are (endStored); attach waits for it.
+	ending chan struct{}
 	subs   map[string]persistence.Subscription
 	state  persistence.SessionState
 	expiry persistence.SessionExpiry // mirror of the stored deadlines
@@ -102,6 +105,20 @@ func (s *session) isGone() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.gone
+}
+
+// endingCh returns the channel closed when gone session s has its store records
+// deleted, or nil when s is nil, not gone or has none to delete. It takes s.mu.
+func (s *session) endingCh() chan struct{} {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone {
+		return nil
+	}
+	return s.ending
 }
 
 // allocPID returns a free packet id, or 0 when all 65535 are in flight. Caller holds mu.
