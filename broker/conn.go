@@ -81,6 +81,9 @@ type conn struct {
 	disp      disposition
 	// expiryOnDisconnect is a 5.0 DISCONNECT's new session expiry interval, if any.
 	expiryOnDisconnect *time.Duration
+	// counted is set when the connection is counted in Stats.Connected: from
+	// just before its CONNACK until its session is detached.
+	counted bool
 }
 
 func (b *Broker) serveConn(nc net.Conn) {
@@ -119,13 +122,16 @@ func (b *Broker) serveConn(nc net.Conn) {
 	}()
 	defer wg.Wait()
 
-	if !c.connect() {
+	ok := c.connect()
+	if c.counted {
+		defer b.stats.connected.Add(-1) // after detach
+	}
+	if !ok {
 		c.close(dispLost, 0)
+		wg.Wait()
+		b.detach(c) // attached, but its CONNACK could not be queued
 		return
 	}
-	b.stats.connected.Add(1)
-	b.stats.connections.Add(1)
-	defer b.stats.connected.Add(-1)
 	// The session's in-flight packets go first, before any packet of the
 	// client is read: until then the session is not ready and a QoS 0 message
 	// for it is dropped, so a SUBSCRIBE handled earlier could miss a message

@@ -150,6 +150,11 @@ func (c *conn) connect() bool {
 			ack.Properties.ServerKeepAlive = &ka
 		}
 	}
+	// Counted before the CONNACK: a client that has its CONNACK sees itself
+	// in Stats.Connected until its session is detached.
+	c.counted = true
+	b.stats.connected.Add(1)
+	b.stats.connections.Add(1)
 	if !c.sendPacket(ack) {
 		return false
 	}
