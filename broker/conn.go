@@ -126,26 +126,22 @@ func (b *Broker) serveConn(nc net.Conn) {
 	if c.counted {
 		defer b.stats.connected.Add(-1) // after detach
 	}
-	if !ok {
-		c.close(dispLost, 0)
-		wg.Wait()
-		b.detach(c) // attached, but its CONNACK could not be queued
-		return
+	if ok {
+		// The session's in-flight packets go first, before any packet of the
+		// client is read: until then the session is not ready and a QoS 0
+		// message for it is dropped, so a SUBSCRIBE handled earlier could miss
+		// a message published after its SUBACK.
+		b.redeliver(c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.deliverLoop()
+		}()
+		c.readLoop()
 	}
-	// The session's in-flight packets go first, before any packet of the
-	// client is read: until then the session is not ready and a QoS 0 message
-	// for it is dropped, so a SUBSCRIBE handled earlier could miss a message
-	// published after its SUBACK.
-	b.redeliver(c)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.deliverLoop()
-	}()
-	c.readLoop()
 	c.close(dispLost, 0)
 	wg.Wait()
-	b.detach(c)
+	b.detach(c) // also when attached but the CONNACK could not be queued
 }
 
 // readLoop runs the handlers of every packet after CONNECT until the connection

@@ -12,14 +12,13 @@ import (
 	"github.com/mqttstore/mqttstore/persistence/driver"
 )
 
-// gatedConnector opens a mem store whose Apply holds a batch that deletes
-// session id until release is closed, reporting on entered when it does.
+// gatedConnector opens a mem store whose Apply holds the first batch that
+// deletes session id until release is closed, closing entered when it does.
 type gatedConnector struct {
-	inner    driver.Connector
-	id       string
-	entered  chan struct{}
-	release  chan struct{}
-	firstOne chan struct{} // closed by the first gated batch, so only it is held
+	inner   driver.Connector
+	id      string
+	entered chan struct{}
+	release chan struct{}
 }
 
 func (g gatedConnector) Connect(ctx context.Context, env driver.Env) (driver.Conn, error) {
@@ -41,9 +40,8 @@ func (c gatedConn) Apply(ctx context.Context, ops []driver.Op) ([]uint64, error)
 			continue
 		}
 		select {
-		case <-c.g.firstOne:
+		case <-c.g.entered:
 		default:
-			close(c.g.firstOne)
 			close(c.g.entered)
 			select {
 			case <-c.g.release:
@@ -68,7 +66,7 @@ func TestReconnectWhileSessionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := gatedConnector{inner: inner, id: "ending", entered: make(chan struct{}),
-		release: make(chan struct{}), firstOne: make(chan struct{})}
+		release: make(chan struct{})}
 	st, err := persistence.OpenConnector(ctx, g)
 	if err != nil {
 		t.Fatal(err)
