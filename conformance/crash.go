@@ -373,8 +373,9 @@ func (r *crashRun) adopt(w int, got crashModel) {
 // explain builds the failure: one line saying what was lost, then the details.
 func (r *crashRun) explain(round, w int, got, want, with crashModel, inFlight *crashOp, touched map[string]bool) error {
 	// isTouched reports whether the operation in flight may have changed key k: one
-	// it writes or deletes, one under a prefix it deletes, or (newKey) one its
-	// appends may have added.
+	// it writes or deletes, one the store had under a prefix it deletes, or
+	// (newKey) one its appends may have added. A key the store should not have is
+	// never explained by a delete: a delete cannot add it.
 	isTouched := func(k string, newKey bool) bool {
 		if touched[k] {
 			return true
@@ -386,7 +387,7 @@ func (r *crashRun) explain(round, w int, got, want, with crashModel, inFlight *c
 					return true
 				}
 			case strings.HasSuffix(t, " ") || strings.HasSuffix(t, "|"):
-				if strings.HasPrefix(k, t) {
+				if !newKey && strings.HasPrefix(k, t) {
 					return true
 				}
 			}

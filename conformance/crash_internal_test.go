@@ -78,6 +78,18 @@ func TestCrashVerdicts(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), `crash: kill 4 lost an acknowledged delete: r crash/w0/t1`) {
 		t.Fatalf("checkWriter = %v, want a lost delete", err)
 	}
+	// A delete that was acknowledged and comes back while a delete of the same
+	// queue is in flight: a delete cannot add a key, so that is a lost delete,
+	// not the one in flight half-applied.
+	r = newRun()
+	ack := crashOp{Steps: []crashStep{{K: "ack", ID: s0, Class: persistence.ClassQoS12, Seq: 5}}}
+	r.models[0].apply(ack, nil, nil)
+	r.lastOp[0][pktKey(s0, persistence.ClassQoS12, 5)] = ack.String()
+	clear := crashOp{Steps: []crashStep{{K: "clear", ID: s0, Class: persistence.ClassQoS12}}}
+	err = r.checkWriter(5, 0, before, &clear)
+	if err == nil || !strings.HasPrefix(err.Error(), `crash: kill 5 lost an acknowledged delete: s crash/w0/s0|p2 00000000000000000005`) {
+		t.Fatalf("checkWriter = %v, want a lost delete", err)
+	}
 }
 
 func TestRunPattern(t *testing.T) {

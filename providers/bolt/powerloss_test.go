@@ -58,8 +58,13 @@ func TestPowerLoss(t *testing.T) {
 		if err == nil {
 			t.Fatalf("the power-loss test passed a bolt driver that never fsyncs (%+v)", (*disk).Stats(t))
 		}
+		// bbolt commits a transaction whole, so what the power cut takes shows
+		// as acknowledged writes lost or, when everything it took lies under a
+		// delete that was in flight, as that delete half-applied. Anything
+		// else (an error opening the store, a key never written) is not this
+		// mutant's doing.
 		first, _, _ := strings.Cut(err.Error(), "\n")
-		if !strings.Contains(first, "lost an acknowledged") {
+		if !strings.Contains(first, "lost an acknowledged") && !strings.Contains(first, "half-applied the operation in flight") {
 			t.Fatalf("the mutant failed, but not with a lost write first:\n%v", err)
 		}
 		t.Logf("caught, as it must be: %s", first)
