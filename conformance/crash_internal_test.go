@@ -85,8 +85,8 @@ func TestCrashVerdicts(t *testing.T) {
 	ack := crashOp{Steps: []crashStep{{K: "ack", ID: s0, Class: persistence.ClassQoS12, Seq: 5}}}
 	r.models[0].apply(ack, nil, nil)
 	r.lastOp[0][pktKey(s0, persistence.ClassQoS12, 5)] = ack.String()
-	clear := crashOp{Steps: []crashStep{{K: "clear", ID: s0, Class: persistence.ClassQoS12}}}
-	err = r.checkWriter(5, 0, before, &clear)
+	clearQueue := crashOp{Steps: []crashStep{{K: "clear", ID: s0, Class: persistence.ClassQoS12}}}
+	err = r.checkWriter(5, 0, before, &clearQueue)
 	if err == nil || !strings.HasPrefix(err.Error(), `crash: kill 5 lost an acknowledged delete: s crash/w0/s0|p2 00000000000000000005`) {
 		t.Fatalf("checkWriter = %v, want a lost delete", err)
 	}
