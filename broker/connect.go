@@ -12,8 +12,21 @@ import (
 )
 
 // takeoverWait bounds how long a connection waits for the connection it takes a
-// session over from to finish.
+// session over from to finish, or for its id's previous session to be deleted.
 const takeoverWait = 10 * time.Second
+
+// waitTakeover waits up to takeoverWait for done to be closed and reports
+// whether it was.
+func waitTakeover(done <-chan struct{}) bool {
+	t := time.NewTimer(takeoverWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
 
 // connect reads and answers the CONNECT. It reports whether the client is now
 // connected.
@@ -221,21 +234,18 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 			return false, packet.ServerUnavailable
 		}
 		s := b.sessions[id]
-		if ending := s.endingCh(); ending != nil {
+		gone, ending := s.ended()
+		if ending != nil {
 			// The id's previous session ends and its records are being
 			// deleted: a new session must neither resume them nor have its
 			// own deleted by them.
 			b.mu.Unlock()
-			t := time.NewTimer(takeoverWait)
-			select {
-			case <-ending:
-				t.Stop()
-			case <-t.C:
+			if !waitTakeover(ending) {
 				return false, packet.ServerBusy
 			}
 			continue
 		}
-		if s == nil || s.isGone() {
+		if gone {
 			s = newSession(id)
 			b.sessions[id] = s
 		}
@@ -250,11 +260,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool, st persistence.Sess
 			s.mu.Unlock()
 			b.log.Info("broker: session taken over", "client", id)
 			old.close(dispLost, packet.SessionTakenOver)
-			t := time.NewTimer(takeoverWait)
-			select {
-			case <-old.finished:
-				t.Stop()
-			case <-t.C:
+			if !waitTakeover(old.finished) {
 				return false, packet.ServerBusy
 			}
 			continue

@@ -107,18 +107,16 @@ func (s *session) isGone() bool {
 	return s.gone
 }
 
-// endingCh returns the channel closed when gone session s has its store records
-// deleted, or nil when s is nil, not gone or has none to delete. It takes s.mu.
-func (s *session) endingCh() chan struct{} {
+// ended reports whether s is nil or gone and, for a gone session whose store
+// records are still being deleted, the channel closed once they are (nil
+// otherwise). It takes s.mu, as isGone does.
+func (s *session) ended() (gone bool, ending chan struct{}) {
 	if s == nil {
-		return nil
+		return true, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.gone {
-		return nil
-	}
-	return s.ending
+	return s.gone, s.ending // ending is only ever set with gone
 }
 
 // allocPID returns a free packet id, or 0 when all 65535 are in flight. Caller holds mu.
